@@ -1,0 +1,27 @@
+"""clarena's operators: the per-step masking work of HAT and WSN.
+
+Each op runs its native kernel (C++ on CPU, CUDA on GPU) when the native library is loaded and
+has a kernel for the tensor's device, else its pure-PyTorch reference (`clarena.ops.reference`).
+`use_reference()` forces the reference inside a block.
+"""
+
+from clarena.ops.mask_packing import pack_mask, unpack_mask
+from clarena.ops.masked_weight import masked_conv2d, masked_linear, masked_weight
+from clarena.ops.native import native_available, use_reference
+from clarena.ops.parameter_measure import parameter_measure, scale_grad_by_measure_
+from clarena.ops.percentile_mask import percentile_mask
+from clarena.ops.unit_mask import unit_mask
+
+__all__ = [
+    "masked_conv2d",
+    "masked_linear",
+    "masked_weight",
+    "native_available",
+    "pack_mask",
+    "parameter_measure",
+    "percentile_mask",
+    "scale_grad_by_measure_",
+    "unit_mask",
+    "unpack_mask",
+    "use_reference",
+]

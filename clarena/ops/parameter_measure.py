@@ -1,0 +1,96 @@
+"""HAT-family parameter-wise measures: from unit measures to weight-shaped ones.
+
+A weight w[i, j, ...] joins output unit i of a layer (measure `a[i]`) to input unit j, which is a
+unit of the preceding layer (measure `b[j]`); its measure is `aggregate(a[i], b[j])`. A first
+layer (`b=None`) and biases use `a[i]` alone.
+"""
+
+from collections.abc import Sequence
+
+import torch
+
+from clarena.ops import checks, native, reference
+from clarena.ops.reference import AGGREGATIONS, RATES
+
+
+def parameter_measure(
+    a: torch.Tensor, b: torch.Tensor | None, weight_shape: Sequence[int], mode: str = "min"
+) -> torch.Tensor:
+    """Build the weight-shaped measure `m[i, j, ...] = mode(a[i], b[j])` (mode: min, max, mean).
+
+    `weight_shape` is (out, in) for Linear or (out, in, kh, kw) for Conv2d weights; `a` has length
+    out and `b` length in (`b=None`: `m[i, ...] = a[i]`).
+    """
+    checks.check_choice("mode", mode, AGGREGATIONS)
+    shape = _check_args(a, a, b, weight_shape)
+    if native.runs_native(a):
+        return torch.ops.clarena.parameter_measure(a, b, shape, mode)
+    return reference.parameter_measure(a, b, shape, mode)
+
+
+def scale_grad_by_measure_(
+    grad: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor | None,
+    aggregation: str = "min",
+    rate: str = "hat",
+    alpha: float | None = None,
+    r: float | None = None,
+) -> None:
+    """Scale `grad` in place by the adjustment rate of its parameter-wise measure.
+
+    `grad[i, j, ...] *= rate(aggregation(a[i], b[j]))` (`b=None`, as for a bias: `rate(a[i])`),
+    where rate is `hat`: 1 - m, `hat_const_alpha`: alpha * m + (1 - m), `adahat`: r / (m + r).
+    The native kernel allocates nothing weight-sized.
+    """
+    checks.check_floating("grad", grad)
+    checks.check_like("a", a, "grad", grad)
+    checks.check_choice("aggregation", aggregation, AGGREGATIONS)
+    checks.check_choice("rate", rate, RATES)
+    _check_args(grad, a, b, grad.shape)
+    alpha_value = _check_scalar("alpha", alpha, needed=rate == "hat_const_alpha")
+    r_value = _check_scalar("r", r, needed=rate == "adahat")
+    if rate == "adahat" and not r_value > 0:
+        raise ValueError(f"clarena: `r` must be positive for the 'adahat' rate, got {r}")
+    if native.runs_native(grad):
+        torch.ops.clarena.scale_grad_by_measure_(grad, a, b, aggregation, rate, alpha_value, r_value)
+    else:
+        reference.scale_grad_by_measure_(grad, a, b, aggregation, rate, alpha_value, r_value)
+
+
+def _check_scalar(name: str, value: float | None, needed: bool) -> float:
+    if value is None:
+        if needed:
+            raise ValueError(f"clarena: `{name}` must be given for this rate")
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"clarena: `{name}` must be a float, got {type(value).__name__}")
+    return float(value)
+
+
+def _check_args(target: torch.Tensor, a: torch.Tensor, b: torch.Tensor | None, weight_shape) -> list[int]:
+    """Checks the unit measures against the weight shape; returns the shape as a list."""
+    checks.check_floating("a", a)
+    shape = [int(size) for size in weight_shape]
+    if len(shape) == 0:
+        raise ValueError("clarena: `weight_shape` must have at least one dimension")
+    if a.device != target.device:
+        raise ValueError(f"clarena: `a` must be on the device of the gradient ({target.device}), got {a.device}")
+    checks.check_shape("a", a, shape[:1], "the weight's output units")
+    if b is not None:
+        if len(shape) < 2:
+            raise ValueError(f"clarena: `b` is given, so the weight shape must be (out, in, ...), got {tuple(shape)}")
+        checks.check_like("b", b, "a", a)
+        checks.check_shape("b", b, shape[1:2], "the weight's input units")
+    return shape
+
+
+if native.native_available():
+
+    @torch.library.register_fake("clarena::parameter_measure")
+    def _parameter_measure_fake(a, b, weight_shape, mode):
+        return a.new_empty(_check_args(a, a, b, weight_shape))
+
+    @torch.library.register_fake("clarena::scale_grad_by_measure_")
+    def _scale_grad_by_measure_fake(grad, a, b, aggregation, rate, alpha, r):
+        _check_args(grad, a, b, grad.shape)

@@ -1,0 +1,57 @@
+"""HAT's unit mask: a layer's pre-activation multiplied by a per-unit mask, with a fused ReLU."""
+
+import torch
+
+from clarena.ops import checks, native, reference
+
+
+def unit_mask(input: torch.Tensor, mask: torch.Tensor, relu: bool = False) -> torch.Tensor:
+    """Return `act(input * mask)` with `mask` (C,) broadcast over dim 1 of `input` (N, C, ...).
+
+    `act` is ReLU when `relu` is true, else the identity. Differentiable in both `input` and
+    `mask` (HAT trains its task embeddings through the mask).
+    """
+    _check_args(input, mask)
+    if native.runs_native(input):
+        return torch.ops.clarena.unit_mask(input, mask, bool(relu))
+    return reference.unit_mask(input, mask, bool(relu))
+
+
+def _check_args(input: torch.Tensor, mask: torch.Tensor) -> None:
+    checks.check_floating("input", input)
+    checks.check_like("mask", mask, "input", input)
+    if input.dim() < 2:
+        raise ValueError(f"clarena: `input` must be (N, C, ...), got shape {tuple(input.shape)}")
+    checks.check_shape("mask", mask, input.shape[1:2], "the input's unit dimension")
+
+
+if native.native_available():
+
+    @torch.library.register_fake("clarena::unit_mask")
+    def _unit_mask_fake(input, mask, relu):
+        _check_args(input, mask)
+        return torch.empty_like(input, memory_format=torch.contiguous_format)
+
+    @torch.library.register_fake("clarena::unit_mask_backward")
+    def _unit_mask_backward_fake(grad, input, mask, relu):
+        _check_args(input, mask)
+        return (
+            torch.empty_like(input, memory_format=torch.contiguous_format),
+            torch.empty_like(mask, memory_format=torch.contiguous_format),
+        )
+
+    def _setup_context(ctx, inputs, output):
+        input, mask, relu = inputs
+        ctx.save_for_backward(input, mask)
+        ctx.relu = relu
+
+    def _unit_mask_backward(ctx, grad):
+        input, mask = ctx.saved_tensors
+        grad_input, grad_mask = torch.ops.clarena.unit_mask_backward(grad, input, mask, ctx.relu)
+        return (
+            grad_input if ctx.needs_input_grad[0] else None,
+            grad_mask if ctx.needs_input_grad[1] else None,
+            None,
+        )
+
+    torch.library.register_autograd("clarena::unit_mask", _unit_mask_backward, setup_context=_setup_context)

@@ -1,0 +1,142 @@
+// CPU kernel of clarena::percentile_mask: a parallel radix select of the threshold, then one
+// parallel compare pass. No sort, no copy of the scores beyond the selected bucket.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <limits>
+#include <vector>
+
+#include "common/checks.h"
+#include "ops/percentile_mask.h"
+
+namespace clarena::percentile_mask {
+namespace {
+
+constexpr int64_t kChunk = 1 << 16;      // elements per histogram chunk
+constexpr int64_t kSmallSelect = 4096;   // below this many candidates, nth_element finishes
+
+// Finds the bucket that holds the element of rank `rank` given a histogram; returns the bucket
+// and the number of elements in lower buckets.
+std::pair<int, int64_t> find_bucket(const int64_t* histogram, int64_t rank) {
+  int64_t before = 0;
+  for (int bin = 0; bin < kBins; ++bin) {
+    if (rank < before + histogram[bin]) return {bin, before};
+    before += histogram[bin];
+  }
+  TORCH_INTERNAL_ASSERT(false, "percentile_mask: rank outside the histogram");
+}
+
+// The two order statistics `below` and `above` (= below or below + 1) of x[0, n); NaN for both when
+// x holds a NaN, as torch.quantile gives.
+template <typename scalar_t>
+std::pair<scalar_t, scalar_t> select_pair(const scalar_t* x, int64_t n, int64_t below, int64_t above) {
+  using key_t = typename KeyOf<scalar_t>::type;
+  constexpr key_t kNoKey = std::numeric_limits<key_t>::max();
+  int shift = first_shift<key_t>();
+
+  // Pass 1: per-chunk histograms of the top digit (chunks are fixed, so results do not depend on
+  // the thread count).
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  std::vector<int64_t> histograms(chunks * kBins, 0);
+  std::vector<char> chunk_has_nan(chunks, 0);
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      int64_t* h = histograms.data() + c * kBins;
+      bool has_nan = false;
+      const int64_t stop = std::min(n, (c + 1) * kChunk);
+      for (int64_t i = c * kChunk; i < stop; ++i) {
+        has_nan |= (x[i] != x[i]);
+        ++h[digit(to_key(x[i]), shift)];
+      }
+      chunk_has_nan[c] = has_nan;
+    }
+  });
+  if (std::find(chunk_has_nan.begin(), chunk_has_nan.end(), 1) != chunk_has_nan.end()) {
+    const scalar_t nan = std::numeric_limits<scalar_t>::quiet_NaN();
+    return {nan, nan};
+  }
+  std::vector<int64_t> total(kBins, 0);
+  for (int64_t c = 0; c < chunks; ++c)
+    for (int bin = 0; bin < kBins; ++bin) total[bin] += histograms[c * kBins + bin];
+  auto [bucket, before] = find_bucket(total.data(), below);
+
+  // Pass 2: gather the bucket's keys; remember the smallest key above the bucket, which is the
+  // upper order statistic when the lower one is the bucket's largest.
+  std::vector<int64_t> offsets(chunks + 1, 0);
+  for (int64_t c = 0; c < chunks; ++c) offsets[c + 1] = offsets[c] + histograms[c * kBins + bucket];
+  std::vector<key_t> candidates(offsets[chunks]);
+  std::vector<key_t> chunk_above(chunks, kNoKey);
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      key_t* out = candidates.data() + offsets[c];
+      key_t smallest_above = kNoKey;
+      const int64_t stop = std::min(n, (c + 1) * kChunk);
+      for (int64_t i = c * kChunk; i < stop; ++i) {
+        const key_t key = to_key(x[i]);
+        const int d = digit(key, shift);
+        if (d == bucket) *out++ = key;
+        else if (d > bucket && key < smallest_above) smallest_above = key;
+      }
+      chunk_above[c] = smallest_above;
+    }
+  });
+  key_t above_key = *std::min_element(chunk_above.begin(), chunk_above.end());
+
+  // Narrow the candidates digit by digit (serial: they are a small fraction unless ties abound).
+  int64_t count = static_cast<int64_t>(candidates.size());
+  int64_t rank = below - before;
+  while (count > kSmallSelect && shift > 0) {
+    shift = next_shift(shift);
+    int64_t histogram[kBins] = {0};
+    for (int64_t i = 0; i < count; ++i) ++histogram[digit(candidates[i], shift)];
+    auto [next_bucket, next_before] = find_bucket(histogram, rank);
+    int64_t kept = 0;
+    for (int64_t i = 0; i < count; ++i) {
+      const key_t key = candidates[i];
+      const int d = digit(key, shift);
+      if (d == next_bucket) candidates[kept++] = key;
+      else if (d > next_bucket && key < above_key) above_key = key;
+    }
+    count = kept;
+    rank -= next_before;
+  }
+  std::nth_element(candidates.begin(), candidates.begin() + rank, candidates.begin() + count);
+  const key_t below_key = candidates[rank];
+  if (rank + 1 < count)
+    above_key = std::min(above_key, *std::min_element(candidates.begin() + rank + 1, candidates.begin() + count));
+  const scalar_t lower = from_key<scalar_t>(below_key);
+  return {lower, above == below ? lower : from_key<scalar_t>(above_key)};
+}
+
+template <typename scalar_t>
+void percentile_mask_impl(const scalar_t* x, scalar_t* out, int64_t n, double keep) {
+  const auto rank = quantile_rank<scalar_t>(keep, n);
+  const auto [lower, upper] = select_pair(x, n, rank.below, rank.above);
+  const scalar_t threshold = lerp(lower, upper, rank.weight);
+  at::parallel_for(0, n, at::internal::GRAIN_SIZE, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) out[i] = mask_value(x[i], threshold);
+  });
+}
+
+at::Tensor percentile_mask_cpu(const at::Tensor& score, double keep) {
+  CLARENA_CHECK_FLOAT_OR_DOUBLE(score);
+  TORCH_CHECK_VALUE(keep > 0.0 && keep <= 1.0, "clarena: `keep` must be in (0, 1], got ", keep);
+  const at::Tensor input = score.contiguous();
+  at::Tensor out = at::empty_like(input, at::MemoryFormat::Contiguous);
+  if (input.numel() == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "percentile_mask_cpu", [&] {
+    percentile_mask_impl<scalar_t>(input.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
+                                   input.numel(), keep);
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(clarena, CPU, m) {
+  m.impl("percentile_mask", &percentile_mask_cpu);
+}
+
+}  // namespace clarena::percentile_mask

@@ -1,0 +1,38 @@
+// Schemas of the HAT-family parameter-wise measure ops, and their shared argument checks.
+#include "ops/parameter_measure_checks.h"
+
+#include <torch/library.h>
+
+#include "common/checks.h"
+
+namespace clarena::parameter_measure {
+
+LayerShape check_measure_args(const at::Tensor& target, const at::Tensor& a,
+                              const std::optional<at::Tensor>& b, c10::IntArrayRef shape) {
+  CLARENA_CHECK_FLOATING(a);
+  CLARENA_CHECK_SAME_DEVICE(a, target);
+  TORCH_CHECK_VALUE(shape.size() >= 1, "clarena: the weight shape must have at least one dimension");
+  CLARENA_CHECK_VECTOR(a, shape[0]);
+  LayerShape layer{shape[0], 1, 1};
+  if (b.has_value()) {
+    TORCH_CHECK_VALUE(shape.size() >= 2, "clarena: `b` is given, so the weight shape must have at least "
+                      "two dimensions (out, in, ...), got ", shape);
+    CLARENA_CHECK_SAME_DTYPE(*b, a);
+    CLARENA_CHECK_SAME_DEVICE(*b, target);
+    CLARENA_CHECK_VECTOR(*b, shape[1]);
+    layer.cols = shape[1];
+    for (size_t d = 2; d < shape.size(); ++d) layer.inner *= shape[d];
+  } else {
+    for (size_t d = 1; d < shape.size(); ++d) layer.inner *= shape[d];
+  }
+  return layer;
+}
+
+TORCH_LIBRARY_FRAGMENT(clarena, m) {
+  m.set_python_module("clarena.ops.parameter_measure");
+  m.def("parameter_measure(Tensor a, Tensor? b, int[] weight_shape, str mode) -> Tensor");
+  m.def("scale_grad_by_measure_(Tensor(a!) grad, Tensor a, Tensor? b, str aggregation, str rate, "
+        "float alpha, float r) -> ()");
+}
+
+}  // namespace clarena::parameter_measure

@@ -1,0 +1,8 @@
+// Schemas of clarena::unit_mask: out[n, c, ...] = act(input[n, c, ...] * mask[c]).
+#include <torch/library.h>
+
+TORCH_LIBRARY_FRAGMENT(clarena, m) {
+  m.set_python_module("clarena.ops.unit_mask");
+  m.def("unit_mask(Tensor input, Tensor mask, bool relu) -> Tensor");
+  m.def("unit_mask_backward(Tensor grad, Tensor input, Tensor mask, bool relu) -> (Tensor, Tensor)");
+}
