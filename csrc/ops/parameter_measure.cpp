@@ -8,18 +8,19 @@
 namespace clarena::parameter_measure {
 
 LayerShape check_measure_args(const at::Tensor& target, const at::Tensor& a,
-                              const std::optional<at::Tensor>& b, c10::IntArrayRef shape) {
+                              const std::optional<at::Tensor>& b_opt, c10::IntArrayRef shape) {
   CLARENA_CHECK_FLOATING(a);
   CLARENA_CHECK_SAME_DEVICE(a, target);
   TORCH_CHECK_VALUE(shape.size() >= 1, "clarena: the weight shape must have at least one dimension");
   CLARENA_CHECK_VECTOR(a, shape[0]);
   LayerShape layer{shape[0], 1, 1};
-  if (b.has_value()) {
+  if (b_opt.has_value()) {
+    const at::Tensor& b = *b_opt;
     TORCH_CHECK_VALUE(shape.size() >= 2, "clarena: `b` is given, so the weight shape must have at least "
                       "two dimensions (out, in, ...), got ", shape);
-    CLARENA_CHECK_SAME_DTYPE(*b, a);
-    CLARENA_CHECK_SAME_DEVICE(*b, target);
-    CLARENA_CHECK_VECTOR(*b, shape[1]);
+    CLARENA_CHECK_SAME_DTYPE(b, a);
+    CLARENA_CHECK_SAME_DEVICE(b, target);
+    CLARENA_CHECK_VECTOR(b, shape[1]);
     layer.cols = shape[1];
     for (size_t d = 2; d < shape.size(); ++d) layer.inner *= shape[d];
   } else {

@@ -1,0 +1,219 @@
+// CUDA kernels of clarena::unit_mask. The input is viewed as (batch, channels, spatial).
+// Forward: a grid-stride elementwise loop that carries the element's channel from one stride to
+// the next instead of dividing. Backward: blocks own one channel (and, for long channels, one of a
+// fixed number of slices of it), write grad_input and reduce the mask gradient in a fixed tree;
+// slices are summed in order by a second kernel. No float atomics: the result is deterministic,
+// and the slicing depends only on the shape.
+#include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <limits>
+#include <tuple>
+
+#include "common/checks.h"
+#include "ops/unit_mask.h"
+
+namespace clarena::unit_mask {
+namespace {
+
+constexpr int kThreads = 256;               // a power of two (tree reduction)
+constexpr int64_t kSliceElements = 1 << 15;  // elements of one channel per backward block, at least
+constexpr int64_t kMaxSlices = 64;
+
+unsigned int grid_size(int64_t n) {
+  const int64_t wanted = (n + kThreads - 1) / kThreads;
+  const int64_t cap = static_cast<int64_t>(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 8;
+  return static_cast<unsigned int>(std::max<int64_t>(1, std::min(wanted, cap)));
+}
+
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads) unit_mask_kernel(const scalar_t* __restrict__ input,
+                                                              const scalar_t* __restrict__ mask,
+                                                              scalar_t* __restrict__ out, int64_t n,
+                                                              int64_t channels, int64_t spatial, bool relu) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const int64_t start = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  if (start >= n) return;
+  // Element i sits at spatial position s of channel c; both advance by fixed steps per stride.
+  int64_t s = start % spatial;
+  int64_t c = (start / spatial) % channels;
+  const int64_t step_s = stride % spatial;
+  const int64_t step_c = (stride / spatial) % channels;
+  for (int64_t i = start; i < n; i += stride) {
+    out[i] = static_cast<scalar_t>(forward<opmath_t>(input[i], mask[c], relu));
+    s += step_s;
+    c += step_c;
+    if (s >= spatial) {
+      s -= spatial;
+      ++c;
+    }
+    if (c >= channels) c -= channels;
+  }
+}
+
+// Sum over the block in a fixed tree (blockDim.x == kThreads); the result is valid in thread 0.
+template <typename T>
+__device__ T block_sum(T value, T* shared) {
+  shared[threadIdx.x] = value;
+  __syncthreads();
+  for (int width = kThreads / 2; width > 0; width /= 2) {
+    if (threadIdx.x < width) shared[threadIdx.x] += shared[threadIdx.x + width];
+    __syncthreads();
+  }
+  const T result = shared[0];
+  __syncthreads();  // `shared` is reused by the next channel
+  return result;
+}
+
+// grid: x over channels, y over the slices of a channel. With one slice the block writes
+// grad_mask directly, else its slice's sum into partial[c * slices + slice].
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads) unit_mask_backward_kernel(
+    const scalar_t* __restrict__ grad, const scalar_t* __restrict__ input, const scalar_t* __restrict__ mask,
+    scalar_t* __restrict__ grad_input, scalar_t* __restrict__ grad_mask, at::opmath_type<scalar_t>* partial,
+    int64_t channels, int64_t spatial, int64_t per_channel, int64_t per_slice, bool relu) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  __shared__ opmath_t reduce[kThreads];
+  const int64_t slice = blockIdx.y;
+  const int64_t slices = gridDim.y;
+  const int64_t end = std::min(per_channel, (slice + 1) * per_slice);
+  // Position t of a channel is batch n = t / spatial, spatial s = t % spatial.
+  const int64_t first = slice * per_slice + threadIdx.x;
+  const int64_t first_n = first / spatial;
+  const int64_t first_s = first % spatial;
+  const int64_t step_n = kThreads / spatial;
+  const int64_t step_s = kThreads % spatial;
+  for (int64_t c = blockIdx.x; c < channels; c += gridDim.x) {
+    const opmath_t mc = mask[c];
+    opmath_t sum = 0;
+    int64_t n = first_n;
+    int64_t s = first_s;
+    for (int64_t t = first; t < end; t += kThreads) {
+      const int64_t index = (n * channels + c) * spatial + s;
+      const opmath_t g = grad[index];
+      const opmath_t x = input[index];
+      const bool open = passes<opmath_t>(x, mc, relu);
+      grad_input[index] = static_cast<scalar_t>(open ? g * mc : opmath_t(0));
+      sum += open ? g * x : opmath_t(0);
+      n += step_n;
+      s += step_s;
+      if (s >= spatial) {
+        s -= spatial;
+        ++n;
+      }
+    }
+    const opmath_t total = block_sum(sum, reduce);
+    if (threadIdx.x == 0) {
+      if (slices == 1) {
+        grad_mask[c] = static_cast<scalar_t>(total);
+      } else {
+        partial[c * slices + slice] = total;
+      }
+    }
+  }
+}
+
+template <typename scalar_t>
+__global__ void sum_slices_kernel(const at::opmath_type<scalar_t>* __restrict__ partial,
+                                  scalar_t* __restrict__ grad_mask, int64_t channels, int64_t slices) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < channels; c += stride) {
+    opmath_t sum = 0;
+    for (int64_t k = 0; k < slices; ++k) sum += partial[c * slices + k];
+    grad_mask[c] = static_cast<scalar_t>(sum);
+  }
+}
+
+int64_t spatial_size(const at::Tensor& input) {
+  int64_t spatial = 1;
+  for (int64_t d = 2; d < input.dim(); ++d) spatial *= input.size(d);
+  return spatial;
+}
+
+at::Tensor unit_mask_cuda(const at::Tensor& input, const at::Tensor& mask, bool relu) {
+  // The checks of the CPU kernel, with the same messages.
+  CLARENA_CHECK_FLOATING(input);
+  CLARENA_CHECK_SAME_DTYPE(mask, input);
+  CLARENA_CHECK_SAME_DEVICE(mask, input);
+  TORCH_CHECK_VALUE(input.dim() >= 2, "clarena: `input` must have a batch and a unit dimension (N, C, ...), got shape ",
+                    input.sizes());
+  CLARENA_CHECK_VECTOR(mask, input.size(1));
+  const c10::cuda::CUDAGuard device_guard(input.device());
+  const at::Tensor x = input.contiguous();
+  const at::Tensor m = mask.contiguous();
+  at::Tensor out = at::empty_like(x, at::MemoryFormat::Contiguous);
+  const int64_t n = x.numel();
+  if (n == 0) return out;
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "unit_mask_cuda", [&] {
+    unit_mask_kernel<scalar_t><<<grid_size(n), kThreads, 0, stream>>>(
+        x.const_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), n,
+        x.size(1), spatial_size(x), relu);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> unit_mask_backward_cuda(const at::Tensor& grad, const at::Tensor& input,
+                                                           const at::Tensor& mask, bool relu) {
+  // The checks of the CPU kernel, with the same messages.
+  CLARENA_CHECK_FLOATING(input);
+  CLARENA_CHECK_SAME_DTYPE(mask, input);
+  CLARENA_CHECK_SAME_DEVICE(mask, input);
+  TORCH_CHECK_VALUE(input.dim() >= 2, "clarena: `input` must have a batch and a unit dimension (N, C, ...), got shape ",
+                    input.sizes());
+  CLARENA_CHECK_VECTOR(mask, input.size(1));
+  CLARENA_CHECK_SAME_DTYPE(grad, input);
+  TORCH_CHECK_VALUE(grad.sizes() == input.sizes(), "clarena: `grad` must have the shape of `input` (",
+                    input.sizes(), "), got ", grad.sizes());
+  const c10::cuda::CUDAGuard device_guard(input.device());
+  const at::Tensor g = grad.contiguous();
+  const at::Tensor x = input.contiguous();
+  const at::Tensor m = mask.contiguous();
+  at::Tensor grad_input = at::empty_like(x, at::MemoryFormat::Contiguous);
+  if (x.numel() == 0) return {grad_input, at::zeros_like(m, at::MemoryFormat::Contiguous)};
+  at::Tensor grad_mask = at::empty_like(m, at::MemoryFormat::Contiguous);
+
+  const int64_t channels = x.size(1);
+  const int64_t spatial = spatial_size(x);
+  const int64_t per_channel = x.size(0) * spatial;
+  const int64_t slices =
+      std::min(kMaxSlices, std::max<int64_t>(1, (per_channel + kSliceElements - 1) / kSliceElements));
+  const int64_t per_slice = (per_channel + slices - 1) / slices;
+  const int64_t channel_blocks = std::min<int64_t>(channels, std::numeric_limits<int32_t>::max());
+  const dim3 grid(static_cast<unsigned int>(channel_blocks), static_cast<unsigned int>(slices));
+  at::Tensor partial;
+  if (slices > 1) partial = at::empty({channels * slices}, x.options().dtype(at::toOpMathType(x.scalar_type())));
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "unit_mask_backward_cuda", [&] {
+    using opmath_t = at::opmath_type<scalar_t>;
+    opmath_t* partial_ptr = slices > 1 ? partial.mutable_data_ptr<opmath_t>() : nullptr;
+    unit_mask_backward_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(
+        g.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>(),
+        grad_input.mutable_data_ptr<scalar_t>(), grad_mask.mutable_data_ptr<scalar_t>(), partial_ptr, channels,
+        spatial, per_channel, per_slice, relu);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    if (slices > 1) {
+      sum_slices_kernel<scalar_t><<<grid_size(channels), kThreads, 0, stream>>>(
+          partial_ptr, grad_mask.mutable_data_ptr<scalar_t>(), channels, slices);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+  });
+  return {grad_input, grad_mask};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(clarena, CUDA, m) {
+  m.impl("unit_mask", &unit_mask_cuda);
+  m.impl("unit_mask_backward", &unit_mask_backward_cuda);
+}
+
+}  // namespace clarena::unit_mask

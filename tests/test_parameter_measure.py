@@ -1,0 +1,177 @@
+import pytest
+import torch
+from op_helpers import DEVICES, non_contiguous, requires_native, run_both
+
+from clarena import ops
+
+SHAPES = [(7, 5), (6, 4, 3, 3), (5, 3, 1, 2), (0, 4), (4, 0, 3, 3)]
+MODES = ["min", "max", "mean"]
+RATES = [("hat", {}), ("hat_const_alpha", {"alpha": 0.3}), ("adahat", {"r": 0.05})]
+TOLERANCE = {torch.float32: 1e-6, torch.float64: 1e-12, torch.float16: 2e-3, torch.bfloat16: 1e-2}
+
+
+def unit_measures(rows, cols, dtype, device, binary):
+    """Measures of a layer's units (a) and its preceding layer's units (b)."""
+    if binary:
+        return (torch.randint(0, 2, (rows,), device=device).to(dtype), torch.randint(0, 2, (cols,), device=device).to(dtype))
+    return torch.rand(rows, device=device, dtype=dtype) * 3, torch.rand(cols, device=device, dtype=dtype) * 3
+
+
+def sample_inputs(device="cpu", dtype=torch.float32):
+    """(a, b, weight_shape) for Linear and Conv shapes, first layers (b=None), binary and real measures."""
+    samples = []
+    for shape in SHAPES:
+        for binary in (True, False):
+            a, b = unit_measures(shape[0], shape[1], dtype, device, binary)
+            samples.append((a, b, shape))
+            samples.append((a, None, shape))
+    a, _ = unit_measures(9, 1, dtype, device, False)
+    samples.append((a, None, (9,)))  # a bias
+    return samples
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", list(TOLERANCE))
+@pytest.mark.parametrize("mode", MODES)
+def test_measure_equals_the_reference(device, dtype, mode):
+    for a, b, shape in sample_inputs(device, dtype):
+        native, reference, _, _ = run_both(ops.parameter_measure, [a, b, shape, mode])
+        assert native.shape == torch.Size(shape) and native.is_contiguous()
+        torch.testing.assert_close(native, reference, atol=TOLERANCE[dtype], rtol=TOLERANCE[dtype])
+
+
+def test_measure_formula_on_a_small_case():
+    a = torch.tensor([0.0, 1.0, 0.5])
+    b = torch.tensor([1.0, 0.25])
+    expected = {
+        "min": [[0.0, 0.0], [1.0, 0.25], [0.5, 0.25]],
+        "max": [[1.0, 0.25], [1.0, 1.0], [1.0, 0.5]],
+        "mean": [[0.5, 0.125], [1.0, 0.625], [0.75, 0.375]],
+    }
+    for mode, rows in expected.items():
+        assert ops.parameter_measure(a, b, (3, 2), mode).tolist() == rows
+        conv = ops.parameter_measure(a, b, (3, 2, 2, 2), mode)
+        assert torch.equal(conv, torch.tensor(rows).view(3, 2, 1, 1).expand(3, 2, 2, 2))
+    assert ops.parameter_measure(a, None, (3, 2), "min").tolist() == [[0.0, 0.0], [1.0, 1.0], [0.5, 0.5]]
+
+
+def test_min_and_max_propagate_nan():
+    a = torch.tensor([float("nan"), 1.0])
+    b = torch.tensor([0.5, float("nan")])
+    for mode in ("min", "max"):
+        native, reference, _, _ = run_both(ops.parameter_measure, [a, b, (2, 2), mode])
+        assert torch.equal(native.isnan(), reference.isnan())
+        assert native.isnan().tolist() == [[True, True], [False, True]]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", list(TOLERANCE))
+@pytest.mark.parametrize("aggregation", MODES)
+@pytest.mark.parametrize("rate, scalars", RATES)
+def test_scale_grad_equals_the_reference(device, dtype, aggregation, rate, scalars):
+    for a, b, shape in sample_inputs(device, dtype):
+        grad = torch.randn(shape, device=device, dtype=dtype)
+        native, reference = grad.clone(), grad.clone()
+        ops.scale_grad_by_measure_(native, a, b, aggregation, rate, **scalars)
+        with ops.use_reference():
+            ops.scale_grad_by_measure_(reference, a, b, aggregation, rate, **scalars)
+        torch.testing.assert_close(native, reference, atol=TOLERANCE[dtype], rtol=TOLERANCE[dtype])
+
+
+def test_scale_grad_rates_on_a_small_case():
+    a = torch.tensor([0.0, 1.0])
+    b = torch.tensor([1.0, 0.5, 0.0])
+    cases = {
+        ("hat", None, None): [[1.0, 1.0, 1.0], [0.0, 0.5, 1.0]],
+        ("hat_const_alpha", 0.2, None): [[1.0, 1.0, 1.0], [0.2, 0.6, 1.0]],
+        ("adahat", None, 0.5): [[1.0, 1.0, 1.0], [1 / 3, 0.5, 1.0]],
+    }
+    for (rate, alpha, r), expected in cases.items():
+        grad = torch.ones(2, 3)
+        ops.scale_grad_by_measure_(grad, a, b, "min", rate, alpha=alpha, r=r)
+        torch.testing.assert_close(grad, torch.tensor(expected))
+
+
+def test_scale_grad_works_in_place_on_a_non_contiguous_gradient():
+    storage = torch.randn(5, 7)
+    grad = storage.t()  # (7, 5), non-contiguous view into `storage`
+    expected = grad.clone()
+    a, b = unit_measures(7, 5, torch.float32, "cpu", binary=True)
+    with ops.use_reference():
+        ops.scale_grad_by_measure_(expected, a, b, "min", "hat")
+    ops.scale_grad_by_measure_(grad, a, b, "min", "hat")
+    assert torch.equal(storage.t(), expected)
+
+
+def largest_allocation(fn) -> int:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    return max((event.cpu_memory_usage for event in prof.events()), default=0)
+
+
+@requires_native
+def test_scale_grad_allocates_nothing_weight_sized():
+    grad = torch.randn(512, 256, 3, 3)
+    a, b = unit_measures(512, 256, torch.float32, "cpu", binary=True)
+    weight_bytes = grad.numel() * grad.element_size()
+    assert largest_allocation(lambda: ops.scale_grad_by_measure_(grad, a, b, "min", "adahat", r=0.1)) < weight_bytes // 100
+    with ops.use_reference():  # the measurement sees the reference's weight-sized temporaries
+        assert largest_allocation(lambda: ops.scale_grad_by_measure_(grad, a, b, "min", "adahat", r=0.1)) >= weight_bytes
+
+
+@requires_native
+def test_opcheck():
+    for a, b, shape in sample_inputs():
+        torch.library.opcheck(torch.ops.clarena.parameter_measure.default, (a, b, list(shape), "mean"))
+        grad = torch.randn(shape)
+        torch.library.opcheck(torch.ops.clarena.scale_grad_by_measure_.default, (grad, a, b, "min", "adahat", 0.0, 0.1))
+
+
+def test_compiles_without_graph_breaks():
+    a, b = unit_measures(6, 4, torch.float32, "cpu", binary=False)
+
+    def adjust(grad):
+        grad = grad.clone()
+        ops.scale_grad_by_measure_(grad, a, b, "max", "hat_const_alpha", alpha=0.5)
+        return grad + ops.parameter_measure(a, b, grad.shape, "min")
+
+    grad = torch.randn(6, 4, 3, 3)
+    compiled = torch.compile(adjust, fullgraph=True)
+    torch.testing.assert_close(compiled(grad), adjust(grad))
+
+
+@pytest.mark.parametrize(
+    "call, error, pattern",
+    [
+        (lambda: ops.parameter_measure(torch.rand(3), torch.rand(4), (3, 5), "min"), ValueError, "`b` must have the shape"),
+        (lambda: ops.parameter_measure(torch.rand(2), torch.rand(5), (3, 5), "min"), ValueError, "`a` must have the shape"),
+        (lambda: ops.parameter_measure(torch.rand(3), None, (3, 5), "median"), ValueError, "`mode` must be one of"),
+        (lambda: ops.parameter_measure(torch.arange(3), None, (3, 5), "min"), TypeError, "`a` must be a floating-point"),
+        (lambda: ops.parameter_measure(torch.rand(3), torch.rand(5).double(), (3, 5), "min"), TypeError, "`b` must have the dtype"),
+        (lambda: ops.parameter_measure(torch.rand(3), torch.rand(5), (3,), "min"), ValueError, "weight shape must be"),
+        (lambda: ops.parameter_measure(torch.rand(3), torch.rand(5, device="meta"), (3, 5), "min"), ValueError, "`b` must be on the device"),
+        (lambda: ops.scale_grad_by_measure_(torch.randn(3, 5), torch.rand(3), torch.rand(5), "min", "hatt"), ValueError, "`rate` must be one of"),
+        (lambda: ops.scale_grad_by_measure_(torch.randn(3, 5), torch.rand(3), torch.rand(5), "avg", "hat"), ValueError, "`aggregation` must be one of"),
+        (lambda: ops.scale_grad_by_measure_(torch.randn(3, 5), torch.rand(3), torch.rand(5), "min", "adahat"), ValueError, "`r` must be given"),
+        (lambda: ops.scale_grad_by_measure_(torch.randn(3, 5), torch.rand(3), torch.rand(5), "min", "adahat", r=0.0), ValueError, "`r` must be positive"),
+        (lambda: ops.scale_grad_by_measure_(torch.randn(3, 5), torch.rand(3), None, "min", "hat_const_alpha"), ValueError, "`alpha` must be given"),
+        (lambda: ops.scale_grad_by_measure_(torch.randn(3, 5), torch.rand(3).double(), None, "min", "hat"), TypeError, "`a` must have the dtype"),
+        (lambda: ops.scale_grad_by_measure_(torch.arange(15).view(3, 5), torch.rand(3), None, "min", "hat"), TypeError, "`grad` must be a floating-point"),
+        (lambda: ops.scale_grad_by_measure_(torch.randn(3, 5), torch.rand(3, device="meta"), None, "min", "hat"), ValueError, "`a` must be on the device"),
+    ],
+)
+def test_bad_input_is_refused_with_the_argument_named(call, error, pattern):
+    with pytest.raises(error, match=pattern):
+        call()
+    with ops.use_reference(), pytest.raises(error, match=pattern):
+        call()
+
+
+@requires_native
+def test_direct_native_call_checks_its_arguments():
+    with pytest.raises(ValueError, match="`b` must be a 1-D tensor of length 5"):
+        torch.ops.clarena.parameter_measure(torch.rand(3), torch.rand(4), [3, 5], "min")
+    with pytest.raises(ValueError, match="aggregation mode must be"):
+        torch.ops.clarena.scale_grad_by_measure_(torch.randn(3, 5), torch.rand(3), None, "median", "hat", 0.0, 0.0)
+    with pytest.raises(ValueError, match="`rate` must be"):
+        torch.ops.clarena.scale_grad_by_measure_(torch.randn(3, 5), torch.rand(3), None, "min", "nope", 0.0, 0.0)

@@ -1,0 +1,177 @@
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+from op_helpers import DEVICES, non_contiguous, ops_called, requires_native, run_both
+
+from clarena import ops
+
+KEEPS = [1e-4, 0.01, 0.3, 0.5, 0.7, 0.999, 1.0]
+
+
+def sample_inputs(device="cpu", dtype=torch.float32):
+    """(name, score, keep) cases: random, sorted, all equal, many ties, one element, odd shapes."""
+    make = dict(device=device, dtype=dtype)
+    scores = {
+        "random": torch.randn(1000, **make),
+        "matrix": torch.randn(64, 33, **make),
+        "conv": torch.randn(8, 4, 3, 3, **make),
+        "sorted": torch.linspace(-3, 3, 501, **make),
+        "all_equal": torch.full((97,), 0.25, **make),
+        "ties": torch.randint(0, 5, (40, 25), device=device).to(dtype),
+        "one": torch.tensor([1.5], **make),
+        "two": torch.tensor([2.0, -1.0], **make),
+        "non_contiguous": non_contiguous(torch.randn(30, 20, **make)),
+        "infinities": torch.cat([torch.randn(50, **make), torch.tensor([math.inf, -math.inf, math.inf], **make)]),
+        "signed_zeros": torch.tensor([0.0, -0.0, 0.0, -0.0, 1.0, -1.0], **make),
+    }
+    return [(name, score, keep) for name, score in scores.items() for keep in KEEPS]
+
+
+def quantile_formula(score, keep):
+    """The contract, literally: CLArena's gate with ties kept."""
+    return (score >= torch.quantile(score.flatten(), 1 - keep)).to(score.dtype)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_equals_the_quantile_formula_on_both_paths(device, dtype):
+    for name, score, keep in sample_inputs(device, dtype):
+        native, reference, _, _ = run_both(ops.percentile_mask, [score, keep])
+        expected = quantile_formula(score, keep)
+        assert native.dtype == dtype and native.shape == score.shape, name
+        assert torch.equal(native, expected), (name, keep)
+        assert torch.equal(reference, expected), (name, keep)
+
+
+@pytest.mark.parametrize("n", [10, 11, 100, 200_704])
+@pytest.mark.parametrize("keep", [0.3, 0.5, 0.7, 1.0, 1e-4])
+def test_keeps_one_plus_floor_keep_times_n_minus_1_distinct_scores(n, keep):
+    score = torch.randperm(n).to(torch.float32)
+    kept = int(ops.percentile_mask(score, keep).sum())
+    assert kept == 1 + math.floor(keep * (n - 1))
+    # the kept ones are the largest scores
+    assert bool((score[ops.percentile_mask(score, keep).bool()] >= n - kept).all())
+
+
+def test_ties_at_the_threshold_are_kept():
+    score = torch.tensor([1.0, 2.0, 2.0, 2.0, 3.0])
+    assert ops.percentile_mask(score, 0.5).tolist() == [0.0, 1.0, 1.0, 1.0, 1.0]
+    assert ops.percentile_mask(torch.full((10,), 7.0), 0.1).sum() == 10
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_any_nan_keeps_nothing_on_both_paths(device):
+    score = torch.randn(100, device=device)
+    score[17] = math.nan
+    native, reference, _, _ = run_both(ops.percentile_mask, [score, 0.5])
+    assert native.sum() == 0 and reference.sum() == 0
+    assert torch.equal(native, quantile_formula(score, 0.5))
+
+
+def test_empty_score_gives_an_empty_mask():
+    for shape in [(0,), (0, 5), (3, 0)]:
+        native, reference, _, _ = run_both(ops.percentile_mask, [torch.empty(shape), 0.5])
+        assert native.shape == shape and reference.shape == shape
+
+
+@requires_native
+@pytest.mark.slow
+def test_works_beyond_the_2_pow_24_elements_quantile_refuses():
+    n = 2**24 + 1
+    score = torch.randperm(n, dtype=torch.int64).to(torch.float32)  # 0 .. 2^24 exactly
+    keep = 0.7
+    with ops.use_reference(), pytest.raises(RuntimeError, match="too large"):
+        ops.percentile_mask(score, keep)
+    mask = ops.percentile_mask(score, keep)
+    position = (1 - keep) * (n - 1)  # scores equal their ranks, so the threshold is the position
+    assert int(mask.sum()) == n - math.ceil(position)
+    assert bool((score[mask.bool()] >= position).all())
+
+
+def test_backward_is_straight_through():
+    score = torch.randn(20, 30, dtype=torch.float64, requires_grad=True)
+    grad_mask = torch.randn(20, 30, dtype=torch.float64)
+    native, reference, native_args, reference_args = run_both(ops.percentile_mask, [score, 0.4])
+    native.backward(grad_mask)
+    reference.backward(grad_mask)
+    assert torch.equal(native_args[0].grad, grad_mask)
+    assert torch.equal(reference_args[0].grad, grad_mask)
+
+
+@requires_native
+def test_native_path_selects_instead_of_sorting():
+    score = torch.randn(4096)
+    native_ops = ops_called(lambda: ops.percentile_mask(score, 0.3))
+    assert "clarena::percentile_mask" in native_ops
+    assert not {"aten::sort", "aten::quantile", "aten::topk", "aten::kthvalue"} & native_ops
+    with ops.use_reference():
+        assert "aten::quantile" in ops_called(lambda: ops.percentile_mask(score, 0.3))
+
+
+@requires_native
+def test_result_does_not_depend_on_the_thread_count():
+    score = torch.randn(3_000_000)
+    score[::7] = score[3]  # many ties at one value
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            results.append(ops.percentile_mask(score, 0.37))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(results[0], results[1])
+    assert torch.equal(results[0], quantile_formula(score, 0.37))
+
+
+@requires_native
+def test_opcheck():
+    for name, score, keep in sample_inputs():
+        if score.numel() == 0:
+            continue
+        torch.library.opcheck(torch.ops.clarena.percentile_mask.default, (score, keep))
+        torch.library.opcheck(torch.ops.clarena.percentile_mask.default, (score.clone().requires_grad_(), keep))
+
+
+def test_compiles_without_graph_breaks():
+    def gate(score):
+        return ops.percentile_mask(score, 0.7) * 2
+
+    compiled = torch.compile(gate, fullgraph=True, backend="aot_eager")
+    score = torch.randn(50, 20, requires_grad=True)
+    out = compiled(score)
+    assert torch.equal(out, gate(score))
+    out.sum().backward()
+    assert torch.equal(score.grad, torch.full_like(score, 2.0))
+
+
+@pytest.mark.parametrize(
+    "score, keep, error, pattern",
+    [
+        (torch.arange(10), 0.5, TypeError, "`score` must be float32 or float64"),
+        (torch.randn(10).half(), 0.5, TypeError, "`score` must be float32 or float64"),
+        (torch.randn(10).bfloat16(), 0.5, TypeError, "`score` must be float32 or float64"),
+        ([1.0, 2.0], 0.5, TypeError, "`score` must be a torch.Tensor"),
+        (torch.randn(10), 0.0, ValueError, r"`keep` must be in \(0, 1\]"),
+        (torch.randn(10), 1.5, ValueError, r"`keep` must be in \(0, 1\]"),
+        (torch.randn(10), -0.1, ValueError, r"`keep` must be in \(0, 1\]"),
+        (torch.randn(10), math.nan, ValueError, r"`keep` must be in \(0, 1\]"),
+        (torch.randn(10), "0.5", TypeError, "`keep` must be a float"),
+    ],
+)
+def test_bad_input_is_refused_with_the_argument_named(score, keep, error, pattern):
+    with pytest.raises(error, match=pattern):
+        ops.percentile_mask(score, keep)
+    with ops.use_reference(), pytest.raises(error, match=pattern):
+        ops.percentile_mask(score, keep)
+
+
+@requires_native
+def test_direct_native_call_checks_its_arguments():
+    with pytest.raises(TypeError, match="`score` must be float32 or float64"):
+        torch.ops.clarena.percentile_mask(torch.arange(5), 0.5)
+    with pytest.raises(ValueError, match="`keep` must be in"):
+        torch.ops.clarena.percentile_mask(torch.randn(5), 2.0)

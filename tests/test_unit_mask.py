@@ -1,0 +1,111 @@
+import pytest
+import torch
+from op_helpers import DEVICES, requires_native, run_both
+
+from clarena import ops
+
+DTYPES = {torch.float32: 1e-5, torch.float64: 1e-12, torch.float16: 1e-2, torch.bfloat16: 5e-2}
+SHAPES = [(16, 10), (4, 6, 5, 5), (3, 8, 1, 1), (2, 5, 3), (0, 6)]
+
+
+def sample_inputs(device="cpu", dtype=torch.float32, requires_grad=False):
+    """(input, mask, relu): MLP and conv layouts, binary and soft masks, channels-last inputs."""
+    samples = []
+    for shape in SHAPES:
+        # keep pre-activations away from the ReLU kink so finite differences are valid
+        x = torch.randn(shape, device=device, dtype=dtype)
+        x = x + torch.where(x >= 0, 0.1, -0.1).to(dtype)
+        soft = torch.rand(shape[1], device=device, dtype=dtype) * 0.9 + 0.1
+        binary = torch.randint(0, 2, (shape[1],), device=device).to(dtype)
+        for mask in (soft, binary):
+            for relu in (True, False):
+                samples.append((x, mask, relu))
+    x = torch.randn(2, 6, 4, 4, device=device, dtype=dtype).to(memory_format=torch.channels_last)
+    samples.append((x, torch.rand(6, device=device, dtype=dtype), True))
+    return [(x.clone().requires_grad_(requires_grad), m.clone().requires_grad_(requires_grad), r) for x, m, r in samples]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_forward_and_backward_equal_the_reference(device, dtype):
+    tolerance = DTYPES[dtype]
+    for x, mask, relu in sample_inputs(device, dtype, requires_grad=True):
+        native, reference, native_args, reference_args = run_both(ops.unit_mask, [x, mask, relu])
+        assert torch.equal(native, reference)
+        grad = torch.randn_like(native)
+        native.backward(grad)
+        reference.backward(grad)
+        torch.testing.assert_close(native_args[0].grad, reference_args[0].grad, atol=tolerance, rtol=tolerance)
+        torch.testing.assert_close(native_args[1].grad, reference_args[1].grad, atol=tolerance * 10, rtol=tolerance)
+
+
+def test_mask_broadcasts_over_the_unit_dimension():
+    x = torch.tensor([[1.0, -2.0, 3.0], [-1.0, 2.0, -3.0]])
+    mask = torch.tensor([1.0, 0.5, 0.0])
+    assert ops.unit_mask(x, mask).tolist() == [[1.0, -1.0, 0.0], [-1.0, 1.0, -0.0]]
+    assert ops.unit_mask(x, mask, relu=True).tolist() == [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+
+
+def test_gradcheck_float64():
+    for x, mask, relu in sample_inputs(dtype=torch.float64, requires_grad=True):
+        if relu and bool((mask == 0).any()):
+            continue  # a zero mask puts the ReLU at its kink, where finite differences are meaningless
+        assert torch.autograd.gradcheck(ops.unit_mask, (x, mask, relu))
+
+
+@requires_native
+def test_opcheck():
+    for requires_grad in (False, True):
+        for x, mask, relu in sample_inputs(requires_grad=requires_grad):
+            torch.library.opcheck(torch.ops.clarena.unit_mask.default, (x, mask, relu))
+    for x, mask, relu in sample_inputs():
+        torch.library.opcheck(torch.ops.clarena.unit_mask_backward.default, (torch.randn_like(x), x, mask, relu))
+
+
+def test_compiles_without_graph_breaks():
+    def block(x, mask):
+        return ops.unit_mask(x * 2, mask, relu=True).sum(dim=(2, 3))
+
+    x = torch.randn(2, 4, 3, 3)
+    mask = torch.rand(4, requires_grad=True)
+    eager_mask = mask.detach().clone().requires_grad_()
+    compiled = torch.compile(block, fullgraph=True)
+    out = compiled(x, mask)
+    torch.testing.assert_close(out, block(x, eager_mask))
+    out.sum().backward()
+    block(x, eager_mask).sum().backward()
+    torch.testing.assert_close(mask.grad, eager_mask.grad)
+
+
+@requires_native
+def test_mask_gradient_does_not_depend_on_the_thread_count():
+    x = torch.randn(64, 32, 16, 16)
+    mask = torch.rand(32)
+    grad = torch.randn_like(x)
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            results.append(torch.ops.clarena.unit_mask_backward(grad, x, mask, True))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+
+
+@pytest.mark.parametrize(
+    "x, mask, error, pattern",
+    [
+        (torch.randn(4, 3), torch.ones(4), ValueError, "`mask` must have the shape of the input's unit dimension"),
+        (torch.randn(4, 3), torch.ones(1, 3), ValueError, "`mask` must have the shape"),
+        (torch.randn(4), torch.ones(4), ValueError, r"`input` must be \(N, C, ...\)"),
+        (torch.randn(4, 3), torch.ones(3, dtype=torch.float64), TypeError, "`mask` must have the dtype of `input`"),
+        (torch.arange(12).view(4, 3), torch.ones(3), TypeError, "`input` must be a floating-point"),
+        (torch.randn(4, 3), torch.ones(3, device="meta"), ValueError, "`mask` must be on the device"),
+    ],
+)
+def test_bad_input_is_refused_with_the_argument_named(x, mask, error, pattern):
+    with pytest.raises(error, match=pattern):
+        ops.unit_mask(x, mask)
+    with ops.use_reference(), pytest.raises(error, match=pattern):
+        ops.unit_mask(x, mask)
