@@ -36,3 +36,8 @@ def ops_called(fn) -> set[str]:
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         fn()
     return {event.name for event in prof.events()}
+
+
+def assert_identical(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """Bit-for-bit equal values, NaN equal to NaN."""
+    torch.testing.assert_close(actual, expected, rtol=0, atol=0, equal_nan=True)

@@ -39,17 +39,22 @@ std::pair<scalar_t, scalar_t> select_pair(const scalar_t* x, int64_t n, int64_t 
   // Pass 1: per-chunk histograms of the top digit (chunks are fixed, so results do not depend on
   // the thread count).
   const int64_t chunks = (n + kChunk - 1) / kChunk;
-  std::vector<int64_t> histograms(chunks * kBins, 0);
+  std::vector<int64_t> histograms(chunks * kBins);
   std::vector<char> chunk_has_nan(chunks, 0);
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
-      int64_t* h = histograms.data() + c * kBins;
+      // Four interleaved counters per bin: neighbouring elements often share a bin, and one
+      // counter would serialise on its own increments.
+      uint32_t lanes[4][kBins] = {};
       bool has_nan = false;
-      const int64_t stop = std::min(n, (c + 1) * kChunk);
-      for (int64_t i = c * kChunk; i < stop; ++i) {
+      const int64_t start = c * kChunk;
+      const int64_t stop = std::min(n, start + kChunk);
+      for (int64_t i = start; i < stop; ++i) {
         has_nan |= (x[i] != x[i]);
-        ++h[digit(to_key(x[i]), shift)];
+        ++lanes[i & 3][digit(to_key(x[i]), shift)];
       }
+      int64_t* h = histograms.data() + c * kBins;
+      for (int bin = 0; bin < kBins; ++bin) h[bin] = int64_t(lanes[0][bin]) + lanes[1][bin] + lanes[2][bin] + lanes[3][bin];
       chunk_has_nan[c] = has_nan;
     }
   });
