@@ -1,0 +1,186 @@
+"""AmnesiacHAT ResNets: HAT-masked ResNets that train backup ResNets alongside."""
+
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from clarena.backbones.amnesiac_hat_backbone import AmnesiacHATBackbone, route
+from clarena.backbones.arguments import batch_normalization_argument, hat_batch_normalization
+from clarena.backbones.base import activate
+from clarena.backbones.hat_mask_resnet import (
+    HATMaskResNetBase,
+    HATMaskResNetBlockLarge,
+    HATMaskResNetBlockSmall,
+)
+from clarena.backbones.resnet import (
+    ResNetBase,
+    ResNetBlockLarge,
+    ResNetBlockSmall,
+    _ResNetBlock,
+    architecture,
+    depth_variants,
+    load_pretrained,
+)
+
+
+class AmnesiacHATResNetBase(AmnesiacHATBackbone, HATMaskResNetBase):
+    """`HATMaskResNetBase` with AmnesiacHAT's backup streams (stage 'train_with_backup').
+
+    A backup stream of task `b` routes, at every conv (the stem, each block conv, and each
+    shortcut with the mask of its block's last conv), `M_b * BN_b(backup(x)) + (1 - M_b) *
+    BN(main(x))`, then applies the current training mask and the main activation and pooling.
+    """
+
+    original_backbone_class = ResNetBase
+
+    def __init__(
+        self,
+        input_channels: int,
+        building_block_type: type[HATMaskResNetBlockSmall] | type[HATMaskResNetBlockLarge],
+        building_block_nums: tuple[int, int, int, int],
+        building_block_preceding_output_channels: tuple[int, int, int, int],
+        building_block_input_channels: tuple[int, int, int, int],
+        output_dim: int,
+        gate: str,
+        activation_layer: type[nn.Module] | None = nn.ReLU,
+        batch_normalization: str | None = None,
+        bias: bool = False,
+        disable_unlearning: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        batch_normalization = hat_batch_normalization(batch_normalization_argument(batch_normalization, None, kwargs))
+        super().__init__(
+            input_channels=input_channels,
+            building_block_type=building_block_type,
+            building_block_nums=building_block_nums,
+            building_block_preceding_output_channels=building_block_preceding_output_channels,
+            building_block_input_channels=building_block_input_channels,
+            output_dim=output_dim,
+            gate=gate,
+            activation_layer=activation_layer,
+            batch_normalization=batch_normalization,
+            bias=bias,
+            disable_unlearning=disable_unlearning,
+            **kwargs,
+        )
+        if not disable_unlearning:
+            large = issubclass(building_block_type, ResNetBlockLarge)
+            self.backup_backbone_kwargs: dict[str, Any] = {
+                "input_channels": input_channels,
+                "building_block_type": ResNetBlockLarge if large else ResNetBlockSmall,
+                "building_block_nums": building_block_nums,
+                "building_block_preceding_output_channels": building_block_preceding_output_channels,
+                "building_block_input_channels": building_block_input_channels,
+                "output_dim": output_dim,
+                "activation_layer": activation_layer,
+                "batch_normalization": bool(batch_normalization),
+                "bias": bias,
+            }
+
+    def _forward_with_backups(
+        self, input: Tensor, mask: dict[str, Tensor], backup_task_ids: list[int]
+    ) -> tuple[Tensor, dict[int, Tensor], dict[str, Tensor]]:
+        feature, activations = self._forward_resnet(input, "train", None, masks=mask)
+        return feature, {task_id: self._backup_stream(task_id, input, mask) for task_id in backup_task_ids}, activations
+
+    def _backup_stream(self, task_id: int, input: Tensor, mask: dict[str, Tensor]) -> Tensor:
+        """The feature of task `task_id`'s backup stream."""
+        backup = self.backup_backbones[f"{task_id}"]
+        backup_mask = self.masks[task_id]
+        stem_bn = self._stem_bn("train", None)
+        backup_stem_bn = backup.conv_bn1 if stem_bn is not None and backup.batch_normalization else None
+        x = _routed(backup_mask["conv1"], self.conv1, backup.conv1, stem_bn, backup_stem_bn, input)
+        x = self.maxpool(activate(x, mask["conv1"], self._modules.get("conv_activation1")))
+        for block, backup_block in zip(self._blocks, backup._iter_blocks()):
+            x = self._backup_block(block, backup_block, backup_mask, mask, x)
+        return self.avepool(x).flatten(1)
+
+    @staticmethod
+    def _backup_block(
+        block: _ResNetBlock,
+        backup_block: _ResNetBlock,
+        backup_mask: dict[str, Tensor],
+        mask: dict[str, Tensor],
+        input: Tensor,
+    ) -> Tensor:
+        """One block of a backup stream."""
+        bns = block._bns_for("train", None)
+        backup_bns = backup_block._bns_for("train", None) if bns is not None else None
+        last = len(block.weighted_layer_names) - 1
+        x = input
+        for index, name in enumerate(block.weighted_layer_names):
+            conv = f"conv{index + 1}"
+            x = _routed(
+                backup_mask[name],
+                block._modules[conv],
+                backup_block._modules[conv],
+                None if bns is None else bns[index],
+                None if backup_bns is None else backup_bns[index],
+                x,
+            )
+            if index == last:
+                shortcuts = (block.identity_downsample, backup_block.identity_downsample)
+                x = x + _routed(backup_mask[name], *shortcuts, None, None, input)
+            x = activate(x, mask[name], block._modules.get(f"conv_activation{index + 1}"))
+        return x
+
+
+def _routed(
+    backup_mask: Tensor,
+    main: nn.Module | None,
+    backup: nn.Module | None,
+    main_bn: nn.Module | None,
+    backup_bn: nn.Module | None,
+    x: Tensor,
+) -> Tensor:
+    """`route` of the main and backup layer outputs (None layers are the identity), each after its BN."""
+    main_out = x if main is None else main(x)
+    backup_out = x if backup is None else backup(x)
+    if main_bn is not None:
+        main_out = main_bn(main_out)
+    if backup_bn is not None:
+        backup_out = backup_bn(backup_out)
+    return route(backup_mask, backup_out, main_out)
+
+
+class AmnesiacHATResNetVariant(AmnesiacHATResNetBase):
+    """An AmnesiacHAT ResNet of the class's `depth`."""
+
+    depth: ClassVar[int]
+
+    def __init__(
+        self,
+        input_channels: int,
+        output_dim: int,
+        gate: str,
+        activation_layer: type[nn.Module] | None = nn.ReLU,
+        batch_normalization: str | None = None,
+        bias: bool = False,
+        pretrained_weights: str | None = None,
+        disable_unlearning: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """`pretrained_weights`: torchvision weights name, ResNet-18 only (conv weights, no BN)."""
+        super().__init__(
+            input_channels=input_channels,
+            output_dim=output_dim,
+            gate=gate,
+            activation_layer=activation_layer,
+            batch_normalization=batch_normalization,
+            bias=bias,
+            disable_unlearning=disable_unlearning,
+            **architecture(self.depth, HATMaskResNetBlockSmall, HATMaskResNetBlockLarge),
+            **kwargs,
+        )
+        load_pretrained(self, self.depth, pretrained_weights, batch_norm=False)
+
+
+(
+    AmnesiacHATResNet18,
+    AmnesiacHATResNet34,
+    AmnesiacHATResNet50,
+    AmnesiacHATResNet101,
+    AmnesiacHATResNet152,
+) = depth_variants(
+    "AmnesiacHATResNet", "AmnesiacHAT ResNet-{depth}.", __name__, lambda depth: (AmnesiacHATResNetVariant,)
+)

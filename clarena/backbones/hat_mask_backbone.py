@@ -1,0 +1,259 @@
+"""`HATMaskBackbone`: unit masks gated from learnable task embeddings (HAT, AdaHAT, FG-AdaHAT)."""
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from clarena.backbones import state_hooks
+from clarena.backbones.arguments import check_choice
+from clarena.backbones.base import CLBackbone
+from clarena.ops import parameter_measure, scale_grad_by_measure_
+
+AGGREGATION_MODES = ("min", "max", "mean")
+ADJUSTMENT_RATES = ("hat", "hat_const_alpha", "adahat")
+# 'masked' and 'unmasked' are accepted by CLArena's HAT algorithm and leave the embeddings as
+# they are (like 'last'); they are kept so those configs still run.
+_EMBEDDING_INITS = {
+    "N01": lambda weight: nn.init.normal_(weight, 0.0, 1.0),
+    "U-11": lambda weight: nn.init.uniform_(weight, -1.0, 1.0),
+    "U01": lambda weight: nn.init.uniform_(weight, 0.0, 1.0),
+    "U-10": lambda weight: nn.init.uniform_(weight, -1.0, 0.0),
+    "last": None,
+    "masked": None,
+    "unmasked": None,
+}
+
+
+def anneal_scale(s_max: float, batch_idx: int, num_batches: float) -> float:
+    """HAT's annealed gate scale (Eq. 3 of the paper, with CLArena's batch indexing).
+
+    `1/s_max + (s_max - 1/s_max) * (batch_idx - 1) / (num_batches - 1)`; a one-batch epoch
+    (where CLArena divided by zero) uses `s_max`.
+    """
+    if num_batches == 1:
+        return float(s_max)
+    return 1 / s_max + (s_max - 1 / s_max) * (batch_idx - 1) / (num_batches - 1)
+
+
+class HATMaskBackbone(CLBackbone):
+    """Backbone whose units are gated by per-task hard attention masks.
+
+    Each weighted layer `l` owns a task embedding `task_embedding_t[l]` (`nn.Embedding(1, units)`);
+    its mask is `sigmoid(s * embedding)`. Binary masks of finished tasks live in `masks` and are
+    saved in `state_dict` (under `stored_masks.`).
+    """
+
+    STAGES: tuple[str, ...] = ("train", "validation", "test", "unlearning_test")
+
+    def __init__(self, output_dim: int | None, gate: str, **kwargs: Any) -> None:
+        """`gate`: the gate turning embeddings into masks; only 'sigmoid' exists."""
+        super().__init__(output_dim=output_dim, **kwargs)
+        check_choice("gate", gate, ("sigmoid",))
+        self.gate: str = gate
+        self.gate_fn: nn.Module = nn.Sigmoid()
+        self.task_embedding_t: nn.ModuleDict = nn.ModuleDict()
+        self.masks: dict[int, dict[str, Tensor]] = {}
+        # True for blocks inside a larger HAT backbone, whose root saves and loads the masks.
+        self._masks_saved_by_parent = False
+        self._embedding_cache: tuple[Any, list[nn.Embedding], list[int]] | None = None
+        self._ones_cache: dict[Any, Tensor] = {}
+        state_hooks.install(self)
+
+    # ----------------------------------------------------------------------------- embeddings
+    def initialize_task_embedding(self, mode: str) -> None:
+        """Re-initialise every task embedding: 'N01', 'U-11', 'U01', 'U-10', or 'last' (keep)."""
+        check_choice("mode", mode, _EMBEDDING_INITS)
+        init = _EMBEDDING_INITS[mode]
+        if init is not None:
+            for embedding in self.task_embedding_t.values():
+                init(embedding.weight)
+
+    def _embeddings(self) -> tuple[list[nn.Embedding], list[int]]:
+        """Embeddings of `weighted_layer_names` in order and their unit counts (cached)."""
+        key = (id(self.weighted_layer_names), len(self.weighted_layer_names), len(self.task_embedding_t))
+        cache = self._embedding_cache
+        if cache is None or cache[0] != key:
+            embeddings = [self.task_embedding_t[name] for name in self.weighted_layer_names]
+            cache = self._embedding_cache = (key, embeddings, [e.weight.numel() for e in embeddings])
+        return cache[1], cache[2]
+
+    def _gated_masks(self, scale: float) -> dict[str, Tensor]:
+        """`sigmoid(scale * embedding)` of every layer, in one fused pass over all units."""
+        embeddings, sizes = self._embeddings()
+        flat = torch.cat([embedding.weight.reshape(-1) for embedding in embeddings])
+        gates = torch.sigmoid(flat * scale).split(sizes)
+        return dict(zip(self.weighted_layer_names, gates))
+
+    # ----------------------------------------------------------------------------------- masks
+    def get_mask(
+        self,
+        stage: str,
+        s_max: float | None = None,
+        batch_idx: int | None = None,
+        num_batches: int | None = None,
+        test_task_id: int | None = None,
+    ) -> dict[str, Tensor]:
+        """The unit mask of every weighted layer (shape `(units,)`) for `stage`.
+
+        'train' (and AmnesiacHAT's 'train_with_backup'): annealed soft mask; 'validation':
+        `sigmoid(s_max * e)`; 'test': the stored binary mask of `test_task_id`; 'unlearning_test':
+        all ones.
+        """
+        check_choice("stage", stage, self.STAGES)
+        if stage in ("train", "train_with_backup"):
+            if s_max is None or batch_idx is None or num_batches is None:
+                raise ValueError(
+                    "The 'train' stage needs `s_max`, `batch_idx` and `num_batches`; got "
+                    f"s_max={s_max!r}, batch_idx={batch_idx!r}, num_batches={num_batches!r}."
+                )
+            return self._gated_masks(anneal_scale(s_max, batch_idx, num_batches))
+        if stage == "validation":
+            if s_max is None:
+                raise ValueError("The 'validation' stage needs `s_max`; got None.")
+            return self._gated_masks(s_max)
+        if stage == "test":
+            if test_task_id is None:
+                raise ValueError("The 'test' stage needs `test_task_id`; got None.")
+            return self._stored_test_mask(test_task_id)
+        return {  # 'unlearning_test'
+            name: self._ones(name, layer) for name, layer in zip(self.weighted_layer_names, self._weighted_layers())
+        }
+
+    def _stored_test_mask(self, task_id: int) -> dict[str, Tensor]:
+        if task_id not in self.masks:
+            raise KeyError(f"No stored mask for task {task_id}; stored tasks: {sorted(self.masks)}.")
+        stored = self.masks[task_id]
+        mask = {}
+        for name, layer in zip(self.weighted_layer_names, self._weighted_layers()):
+            layer_mask = stored[name]
+            weight = layer.weight
+            if layer_mask.device != weight.device or layer_mask.dtype != weight.dtype:
+                layer_mask = stored[name] = layer_mask.to(device=weight.device, dtype=weight.dtype)
+            mask[name] = layer_mask
+        return mask
+
+    def _ones(self, name: str, layer: nn.Module) -> Tensor:
+        weight = layer.weight
+        key = (name, weight.device, weight.dtype, weight.size(0))
+        ones = self._ones_cache.get(key)
+        if ones is None:
+            ones = self._ones_cache[key] = torch.ones(weight.size(0), device=weight.device, dtype=weight.dtype)
+        return ones
+
+    def te_to_binary_mask(self) -> dict[str, Tensor]:
+        """The current task's binary mask: `embedding > 0` (= `sigmoid(s e) > 0.5` for s > 0)."""
+        return {
+            name: (self.task_embedding_t[name].weight > 0).float().reshape(-1).detach()
+            for name in self.weighted_layer_names
+        }
+
+    def store_mask(self) -> dict[str, Tensor]:
+        """Store the current task's binary mask in `masks` of this and every nested HAT module."""
+        mask_t = self.te_to_binary_mask()
+        for module in self.modules():
+            if isinstance(module, HATMaskBackbone):
+                module.masks[self.task_id] = {name: mask_t[name] for name in module.weighted_layer_names}
+        return mask_t
+
+    def combine_masks(self, masks: list[dict[str, Tensor]], mode: str) -> dict[str, Tensor]:
+        """Element-wise 'intersection' (min) or 'union' (max) of several masks."""
+        check_choice("mode", mode, ("intersection", "union"))
+        if not masks:
+            raise ValueError("`masks` must hold at least one mask.")
+        reduce = torch.amin if mode == "intersection" else torch.amax
+        return {name: reduce(torch.stack([mask[name] for mask in masks]), dim=0) for name in masks[0]}
+
+    # ------------------------------------------------------------------------------- measures
+    def get_layer_measure_parameter_wise(
+        self, neuron_wise_measure: dict[str, Tensor], layer_name: str, aggregation_mode: str
+    ) -> tuple[Tensor, Tensor]:
+        """`(weight_measure, bias_measure)` of `layer_name` from unit-wise measures.
+
+        `weight_measure[i, j, ...] = agg(m[layer][i], m[preceding layer][j])` (agg: 'min', 'max',
+        'mean' = average of the two); a first layer broadcasts `m[layer]`. `bias_measure` is
+        `m[layer]` itself.
+        """
+        check_choice("aggregation_mode", aggregation_mode, AGGREGATION_MODES)
+        layer = self.get_layer_by_name(layer_name)
+        preceding = self.preceding_layer_name(layer_name)
+        measure = neuron_wise_measure[layer_name]
+        preceding_measure = None if preceding is None else neuron_wise_measure[preceding]
+        weight_measure = parameter_measure(measure, preceding_measure, layer.weight.shape, aggregation_mode)
+        return weight_measure, measure
+
+    def clip_grad_by_measure_(
+        self,
+        neuron_wise_measure: dict[str, Tensor],
+        aggregation_mode: str = "min",
+        mode: str = "hat",
+        alpha: float | None = None,
+        r: float | Mapping[str, float] | None = None,
+    ) -> None:
+        """Scale the gradients of every weighted layer in place by an adjustment rate of its measure.
+
+        Weight gradients use the parameter-wise measure (see `get_layer_measure_parameter_wise`),
+        bias gradients the layer's unit measure. Rates: 'hat' `1 - m`, 'hat_const_alpha'
+        `alpha*m + 1 - m`, 'adahat' `r / (m + r)` (`r` a float or a dict by layer name). This is
+        what CLArena's HAT and AdaHAT `clip_grad_by_adjustment` do, without building weight-sized
+        measure or rate tensors.
+        """
+        check_choice("aggregation_mode", aggregation_mode, AGGREGATION_MODES)
+        check_choice("mode", mode, ADJUSTMENT_RATES)
+        preceding = None
+        for name, layer in zip(self.weighted_layer_names, self._weighted_layers()):
+            measure = neuron_wise_measure[name]
+            layer_r = r[name] if isinstance(r, Mapping) else r
+            layer_r = None if layer_r is None else float(layer_r)
+            for parameter, with_preceding in ((layer.weight, True), (layer.bias, False)):
+                if parameter is None or parameter.grad is None:
+                    continue
+                grad = parameter.grad
+                a = measure.to(grad)
+                b = preceding.to(grad) if with_preceding and preceding is not None else None
+                scale_grad_by_measure_(grad, a, b, aggregation_mode, mode, alpha, layer_r)
+            preceding = measure
+
+    # ---------------------------------------------------------------------- state_dict hooks
+    def _stored_mask_state(self) -> dict[str, Tensor]:
+        if self._masks_saved_by_parent:
+            return {}
+        return {
+            f"{task_id}.{name}": mask for task_id, mask_t in self.masks.items() for name, mask in mask_t.items()
+        }
+
+    def _load_stored_mask_state(self, stored: dict[str, Tensor]) -> None:
+        masks: dict[int, dict[str, Tensor]] = {}
+        for key, mask in stored.items():
+            task_id, name = key.split(".", 1)
+            masks.setdefault(int(task_id), {})[name] = mask
+        for module in self.modules():
+            if isinstance(module, HATMaskBackbone):
+                module.masks = {
+                    task_id: {name: mask_t[name] for name in module.weighted_layer_names if name in mask_t}
+                    for task_id, mask_t in masks.items()
+                }
+
+    def _per_task_module_factories(self) -> state_hooks.ModuleFactories:
+        return {}
+
+    def forward(
+        self,
+        input: Tensor,
+        stage: str,
+        s_max: float | None = None,
+        batch_idx: int | None = None,
+        num_batches: int | None = None,
+        test_task_id: int | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+        """Return `(output_feature, mask, activations)`; `mask` (from `get_mask`) is computed once."""
+        mask = self.get_mask(stage, s_max, batch_idx, num_batches, test_task_id)
+        feature, activations = self._forward_with_unit_masks(input, mask, stage, test_task_id)
+        return feature, mask, activations
+
+    def _forward_with_unit_masks(
+        self, input: Tensor, mask: dict[str, Tensor], stage: str, test_task_id: int | None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The network with `mask` on its units (BatchNorm chosen for `stage`); by subclasses."""
+        raise NotImplementedError

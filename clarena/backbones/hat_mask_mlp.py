@@ -1,0 +1,58 @@
+"""`HATMaskMLP`: an MLP whose units are gated by HAT task masks."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from clarena.backbones.arguments import batch_normalization_argument, hat_batch_normalization
+from clarena.backbones.hat_mask_backbone import HATMaskBackbone
+from clarena.backbones.independent_bn import IndependentBatchNorm
+from clarena.backbones.mlp import MLP
+
+
+class HATMaskMLP(IndependentBatchNorm, HATMaskBackbone, MLP):
+    """MLP with a HAT unit mask on every layer, applied after BatchNorm and before the activation.
+
+    Every layer `fc/i`, the output layer included, has a task embedding `nn.Embedding(1, width)`.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_dims: Sequence[int],
+        output_dim: int,
+        gate: str,
+        activation_layer: type[nn.Module] | None = nn.ReLU,
+        batch_normalization: str | None = None,
+        bias: bool = True,
+        dropout: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """`batch_normalization`: None (no BN), 'shared' (one BN set) or 'independent' (a set per task)."""
+        batch_normalization = hat_batch_normalization(batch_normalization_argument(batch_normalization, None, kwargs))
+        super().__init__(
+            input_dim=input_dim,
+            hidden_dims=hidden_dims,
+            output_dim=output_dim,
+            gate=gate,
+            activation_layer=activation_layer,
+            batch_normalization=bool(batch_normalization),
+            bias=bias,
+            dropout=dropout,
+            **kwargs,
+        )
+        for name, fc in zip(self.weighted_layer_names, self.fc):
+            self.task_embedding_t[name] = nn.Embedding(1, fc.out_features)
+        self.batch_normalization = batch_normalization
+        self._setup_independent_bn(("fc_bn",))
+
+    def get_bn(self, stage: str, test_task_id: int | None) -> nn.ModuleList | None:
+        """The BatchNorm set for `stage`: the task's copy in test stages when independent, else `fc_bn`."""
+        bns = self._selected_bns(stage, test_task_id)
+        return None if bns is None else bns[0]
+
+    def _forward_with_unit_masks(
+        self, input: Tensor, mask: dict[str, Tensor], stage: str, test_task_id: int | None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        return self._forward_fc(input, self.get_bn(stage, test_task_id), mask)

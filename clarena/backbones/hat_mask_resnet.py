@@ -1,0 +1,200 @@
+"""HAT-masked ResNets: blocks, `HATMaskResNetBase` and `HATMaskResNet18..152`.
+
+The unit mask of a conv multiplies its output channels after BatchNorm (after the residual add
+for a block's last conv) and before the activation. The outer backbone computes the mask of
+every layer once per forward and hands it to its blocks; a block used on its own computes its
+own from the same (shared) embeddings.
+"""
+
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from clarena.backbones.arguments import batch_normalization_argument, hat_batch_normalization
+from clarena.backbones.hat_mask_backbone import HATMaskBackbone
+from clarena.backbones.independent_bn import IndependentBatchNorm
+from clarena.backbones.resnet import (
+    ResNetBase,
+    ResNetBlockLarge,
+    ResNetBlockSmall,
+    architecture,
+    depth_variants,
+    load_pretrained,
+)
+
+
+class _HATMaskBlock(IndependentBatchNorm, HATMaskBackbone):
+    """HAT parts of a residual block: a task embedding per conv and per-task BN copies."""
+
+    def __init__(
+        self,
+        outer_layer_name: str,
+        block_idx: int,
+        preceding_output_channels: int,
+        input_channels: int,
+        overall_stride: int,
+        gate: str,
+        activation_layer: type[nn.Module] | None = nn.ReLU,
+        batch_normalization: str | None = None,
+        bias: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """`batch_normalization`: None, 'shared' or 'independent' (as `HATMaskMLP`)."""
+        batch_normalization = hat_batch_normalization(batch_normalization_argument(batch_normalization, None, kwargs))
+        super().__init__(
+            output_dim=None,
+            gate=gate,
+            outer_layer_name=outer_layer_name,
+            block_idx=block_idx,
+            preceding_output_channels=preceding_output_channels,
+            input_channels=input_channels,
+            overall_stride=overall_stride,
+            activation_layer=activation_layer,
+            batch_normalization=bool(batch_normalization),
+            bias=bias,
+            **kwargs,
+        )
+        for number, name in enumerate(self.weighted_layer_names, 1):
+            self.task_embedding_t[name] = nn.Embedding(1, self._modules[f"conv{number}"].out_channels)
+        self.batch_normalization = batch_normalization
+        self._setup_independent_bn(tuple(f"conv_bn{number}" for number in range(1, len(self.weighted_layer_names) + 1)))
+
+    def get_bn(self, stage: str, test_task_id: int | None) -> tuple[nn.Module, ...] | None:
+        """The BN module of each conv for `stage` (per-task copies in test stages when independent)."""
+        bns = self._selected_bns(stage, test_task_id)
+        return None if bns is None else tuple(bns)
+
+    def _bns_for(self, stage: str | None, test_task_id: int | None) -> tuple[nn.Module, ...] | None:
+        return self.get_bn(stage, test_task_id)
+
+    def _forward_with_unit_masks(
+        self, input: Tensor, mask: dict[str, Tensor], stage: str, test_task_id: int | None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        return self._run(input, self.get_bn(stage, test_task_id), mask)
+
+
+class HATMaskResNetBlockSmall(_HATMaskBlock, ResNetBlockSmall):
+    """HAT-masked basic block of ResNet-18/34."""
+
+
+class HATMaskResNetBlockLarge(_HATMaskBlock, ResNetBlockLarge):
+    """HAT-masked bottleneck block of ResNet-50/101/152."""
+
+
+class HATMaskResNetBase(IndependentBatchNorm, HATMaskBackbone, ResNetBase):
+    """A HAT-masked ResNet: HAT blocks, plus a task embedding and mask on the stem conv `conv1`.
+
+    The outer `task_embedding_t` holds the blocks' embedding modules themselves (shared, not
+    copied) followed by `conv1`'s. HAT ResNets have no BatchNorm unless asked for.
+    """
+
+    def __init__(
+        self,
+        input_channels: int,
+        building_block_type: type[_HATMaskBlock],
+        building_block_nums: tuple[int, int, int, int],
+        building_block_preceding_output_channels: tuple[int, int, int, int],
+        building_block_input_channels: tuple[int, int, int, int],
+        output_dim: int,
+        gate: str,
+        activation_layer: type[nn.Module] | None = nn.ReLU,
+        batch_normalization: str | None = None,
+        bias: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        batch_normalization = hat_batch_normalization(batch_normalization_argument(batch_normalization, None, kwargs))
+        # read by `_block_arguments` while the base class builds the blocks
+        self.gate = gate
+        self.batch_normalization_mode = batch_normalization
+        super().__init__(
+            input_channels=input_channels,
+            building_block_type=building_block_type,
+            building_block_nums=building_block_nums,
+            building_block_preceding_output_channels=building_block_preceding_output_channels,
+            building_block_input_channels=building_block_input_channels,
+            output_dim=output_dim,
+            gate=gate,
+            activation_layer=activation_layer,
+            batch_normalization=bool(batch_normalization),
+            bias=bias,
+            **kwargs,
+        )
+        self.batch_normalization = batch_normalization
+        self.update_multiple_blocks_task_embedding()
+        self.task_embedding_t["conv1"] = nn.Embedding(1, self.conv1.out_channels)
+        self._setup_independent_bn(("conv_bn1",))
+        for block in self._blocks:
+            block._masks_saved_by_parent = True
+
+    def _block_arguments(self, batch_normalization: bool) -> dict[str, Any]:
+        mode = self.batch_normalization_mode if batch_normalization else None
+        return {"gate": self.gate, "batch_normalization": mode}
+
+    def update_multiple_blocks_task_embedding(self) -> None:
+        """Put every block's embedding modules (shared, not copied) in the outer `task_embedding_t`."""
+        for block in self._blocks:
+            for name, embedding in block.task_embedding_t.items():
+                self.task_embedding_t[name] = embedding
+
+    def _stem_bn(self, stage: str | None, test_task_id: int | None) -> nn.Module | None:
+        bns = self._selected_bns(stage, test_task_id)
+        return None if bns is None else bns[0]
+
+    def setup_task_id(self, task_id: int) -> None:
+        """Make `task_id` current; with independent BN, also in every block (each keeps BN copies)."""
+        super().setup_task_id(task_id)
+        if self._independent():
+            for block in self._blocks:
+                block.setup_task_id(task_id)
+
+    def initialize_independent_bn(self) -> None:
+        """Reset the live BN modules of the stem and of every block."""
+        super().initialize_independent_bn()
+        for block in self._blocks:
+            block.initialize_independent_bn()
+
+    def store_bn(self) -> None:
+        """Keep copies of the live BN modules of the stem and every block for the current task."""
+        super().store_bn()
+        for block in self._blocks:
+            block.store_bn()
+
+    def _forward_with_unit_masks(
+        self, input: Tensor, mask: dict[str, Tensor], stage: str, test_task_id: int | None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        return self._forward_resnet(input, stage, test_task_id, masks=mask)
+
+
+class HATMaskResNetVariant(HATMaskResNetBase):
+    """A HAT-masked ResNet of the class's `depth`."""
+
+    depth: ClassVar[int]
+
+    def __init__(
+        self,
+        input_channels: int,
+        output_dim: int,
+        gate: str,
+        activation_layer: type[nn.Module] | None = nn.ReLU,
+        batch_normalization: str | None = None,
+        bias: bool = False,
+        pretrained_weights: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """`pretrained_weights`: torchvision weights name, ResNet-18 only (conv weights, no BN)."""
+        super().__init__(
+            input_channels=input_channels,
+            output_dim=output_dim,
+            gate=gate,
+            activation_layer=activation_layer,
+            batch_normalization=batch_normalization,
+            bias=bias,
+            **architecture(self.depth, HATMaskResNetBlockSmall, HATMaskResNetBlockLarge),
+            **kwargs,
+        )
+        load_pretrained(self, self.depth, pretrained_weights, batch_norm=False)
+
+
+HATMaskResNet18, HATMaskResNet34, HATMaskResNet50, HATMaskResNet101, HATMaskResNet152 = depth_variants(
+    "HATMaskResNet", "HAT-masked ResNet-{depth}.", __name__, lambda depth: (HATMaskResNetVariant,)
+)

@@ -1,0 +1,381 @@
+"""Residual networks: building blocks, `ResNetBase`, `ResNet18..152` and `CLResNet18..152`.
+
+The layout is CLArena's: an ImageNet stem (7x7 stride-2 conv, 3x3 max-pool), four stages
+`conv2x..conv5x` of blocks whose stride sits on the 3x3 conv (`conv2`), no BatchNorm on the
+1x1 shortcut convs (`identity_downsample`, which are not weighted layers), global average
+pooling and no fully connected layer.
+"""
+
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from clarena.backbones.arguments import batch_normalization_argument
+from clarena.backbones.base import Backbone, CLBackbone, TaskIdForward, activate
+
+STAGE_NAMES = ("conv2x", "conv3x", "conv4x", "conv5x")
+STAGE_STRIDES = (1, 2, 2, 2)
+STAGE_CHANNELS = (64, 128, 256, 512)
+# depth -> (bottleneck blocks?, blocks per stage)
+DEPTHS: dict[int, tuple[bool, tuple[int, int, int, int]]] = {
+    18: (False, (2, 2, 2, 2)),
+    34: (False, (3, 4, 6, 3)),
+    50: (True, (3, 4, 6, 3)),
+    101: (True, (3, 4, 23, 3)),
+    152: (True, (3, 8, 36, 3)),
+}
+_ORDINALS = ("1st", "2nd", "3rd")
+
+# computes a weighted conv: (layer name, nn.Conv2d, input) -> output
+ConvCall = Callable[[str, nn.Conv2d, Tensor], Tensor]
+
+
+class _ResNetBlock(Backbone):
+    """A residual block: convs `conv1..convK` (each with optional BN and activation) plus a shortcut.
+
+    The shortcut is added after the last conv's BatchNorm, before its activation (and, in HAT
+    blocks, before its unit mask).
+    """
+
+    expansion: ClassVar[int]
+
+    def __init__(
+        self,
+        outer_layer_name: str,
+        block_idx: int,
+        preceding_output_channels: int,
+        input_channels: int,
+        overall_stride: int,
+        activation_layer: type[nn.Module] | None = nn.ReLU,
+        batch_normalization: bool = True,
+        bias: bool = False,
+        output_dim: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """A block of stage `outer_layer_name` (index `block_idx`), `input_channels` wide inside."""
+        batch_normalization = batch_normalization_argument(batch_normalization, True, kwargs)
+        super().__init__(output_dim=None, **kwargs)
+        self.batch_normalization = batch_normalization
+        self.activation: bool = activation_layer is not None
+        self._layer_name_prefix = f"{outer_layer_name}/{block_idx}/"
+        specs = self._conv_specs(preceding_output_channels, input_channels, overall_stride)
+        for number, (in_channels, out_channels, kernel, stride) in enumerate(specs, 1):
+            name = f"{self._layer_name_prefix}conv{number}"
+            setattr(self, f"full_{_ORDINALS[number - 1]}_layer_name", name)
+            setattr(self, f"conv{number}", nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, bias=bias))
+            self.weighted_layer_names.append(name)
+            if self.batch_normalization:
+                setattr(self, f"conv_bn{number}", nn.BatchNorm2d(out_channels))
+            if self.activation:
+                setattr(self, f"conv_activation{number}", activation_layer())
+        output_channels = input_channels * self.expansion
+        self.identity_downsample: nn.Conv2d | None = (
+            nn.Conv2d(preceding_output_channels, output_channels, 1, overall_stride, bias=False)
+            if preceding_output_channels != output_channels or overall_stride != 1
+            else None
+        )
+        numbers = range(1, len(specs) + 1)
+        # per conv: (layer name, conv attribute, activation attribute), fixed for the block's life
+        self._layer_attributes = tuple(
+            (name, f"conv{number}", f"conv_activation{number}")
+            for name, number in zip(self.weighted_layer_names, numbers)
+        )
+        self._live_bns = (
+            tuple(self._modules[f"conv_bn{number}"] for number in numbers) if self.batch_normalization else None
+        )
+
+    def _conv_specs(self, preceding: int, channels: int, stride: int) -> list[tuple[int, int, int, int]]:
+        """(in, out, kernel, stride) of each conv."""
+        raise NotImplementedError
+
+    def _bns_for(self, stage: str | None, test_task_id: int | None) -> Sequence[nn.Module] | None:
+        """The BN module of each conv for `stage` (None without BN)."""
+        return self._live_bns
+
+    def _run(
+        self,
+        input: Tensor,
+        bns: Sequence[nn.Module] | None,
+        masks: dict[str, Tensor] | None = None,
+        conv_call: ConvCall | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The block on `input`: `bns` per conv, HAT unit `masks` by layer name, `conv_call` for masked convs."""
+        identity = input if self.identity_downsample is None else self.identity_downsample(input)
+        modules = self._modules
+        last = len(self._layer_attributes) - 1
+        activations = {}
+        x = input
+        for index, (name, conv_attribute, activation_attribute) in enumerate(self._layer_attributes):
+            conv = modules[conv_attribute]
+            x = conv(x) if conv_call is None else conv_call(name, conv, x)
+            if bns is not None:
+                x = bns[index](x)
+            if index == last:
+                x = x + identity
+            x = activate(x, None if masks is None else masks[name], modules.get(activation_attribute))
+            activations[name] = x
+        return x, activations
+
+    def forward(self, input: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Return `(output_feature_map, activations)`."""
+        return self._run(input, self._bns_for(None, None))
+
+
+class ResNetBlockSmall(_ResNetBlock):
+    """Basic block of ResNet-18/34: 3x3 conv, 3x3 conv (strided)."""
+
+    expansion = 1
+
+    def _conv_specs(self, preceding: int, channels: int, stride: int) -> list[tuple[int, int, int, int]]:
+        return [(preceding, channels, 3, 1), (channels, channels, 3, stride)]
+
+
+class ResNetBlockLarge(_ResNetBlock):
+    """Bottleneck block of ResNet-50/101/152: 1x1 conv, 3x3 conv (strided), 1x1 conv to 4x width."""
+
+    expansion = 4
+
+    def _conv_specs(self, preceding: int, channels: int, stride: int) -> list[tuple[int, int, int, int]]:
+        return [(preceding, channels, 1, 1), (channels, channels, 3, stride), (channels, channels * 4, 1, 1)]
+
+
+def architecture(depth: int, small_block: type, large_block: type) -> dict[str, Any]:
+    """`ResNetBase` arguments of the `depth`-layer ResNet with the given block classes."""
+    bottleneck, nums = DEPTHS[depth]
+    expansion = 4 if bottleneck else 1
+    return {
+        "building_block_type": large_block if bottleneck else small_block,
+        "building_block_nums": nums,
+        "building_block_preceding_output_channels": (64, *(c * expansion for c in STAGE_CHANNELS[:3])),
+        "building_block_input_channels": STAGE_CHANNELS,
+    }
+
+
+class ResNetBase(Backbone):
+    """A ResNet given its block type, blocks per stage and channel widths."""
+
+    def __init__(
+        self,
+        input_channels: int,
+        building_block_type: type[_ResNetBlock],
+        building_block_nums: tuple[int, int, int, int],
+        building_block_preceding_output_channels: tuple[int, int, int, int],
+        building_block_input_channels: tuple[int, int, int, int],
+        output_dim: int,
+        activation_layer: type[nn.Module] | None = nn.ReLU,
+        batch_normalization: bool = True,
+        bias: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """`output_dim` is metadata for the heads (512 for ResNet-18/34, 2048 beyond)."""
+        batch_normalization = batch_normalization_argument(batch_normalization, True, kwargs)
+        super().__init__(output_dim=output_dim, **kwargs)
+        self.batch_normalization = batch_normalization
+        self.activation: bool = activation_layer is not None
+        self.conv1 = nn.Conv2d(input_channels, 64, kernel_size=7, stride=2, padding=3, bias=bias)
+        self.weighted_layer_names.append("conv1")
+        if self.batch_normalization:
+            self.conv_bn1 = nn.BatchNorm2d(64)
+        if self.activation:
+            self.conv_activation1 = activation_layer()
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        for stage, (name, stride) in enumerate(zip(STAGE_NAMES, STAGE_STRIDES)):
+            blocks = self._multiple_blocks(
+                name,
+                building_block_type,
+                building_block_nums[stage],
+                building_block_preceding_output_channels[stage],
+                building_block_input_channels[stage],
+                stride,
+                activation_layer,
+                batch_normalization,
+                bias,
+            )
+            setattr(self, name, blocks)
+        self.avepool = nn.AdaptiveAvgPool2d((1, 1))
+        self._blocks: list[_ResNetBlock] = [block for name in STAGE_NAMES for block in getattr(self, name)]
+
+    def _multiple_blocks(
+        self,
+        layer_name: str,
+        building_block_type: type[_ResNetBlock],
+        building_block_num: int,
+        preceding_output_channels: int,
+        input_channels: int,
+        overall_stride: int,
+        activation_layer: type[nn.Module] | None,
+        batch_normalization: bool,
+        bias: bool,
+    ) -> nn.Sequential:
+        """One stage: `building_block_num` blocks, the first one strided and widening."""
+        blocks = []
+        for block_idx in range(building_block_num):
+            block = building_block_type(
+                outer_layer_name=layer_name,
+                block_idx=block_idx,
+                preceding_output_channels=preceding_output_channels,
+                input_channels=input_channels,
+                overall_stride=overall_stride if block_idx == 0 else 1,
+                activation_layer=activation_layer,
+                bias=bias,
+                **self._block_arguments(batch_normalization),
+            )
+            blocks.append(block)
+            self.weighted_layer_names += block.weighted_layer_names
+            preceding_output_channels = input_channels * block.expansion
+        return nn.Sequential(*blocks)
+
+    def _block_arguments(self, batch_normalization: bool) -> dict[str, Any]:
+        """Extra block constructor arguments (HAT blocks take the gate and the BN mode)."""
+        return {"batch_normalization": batch_normalization}
+
+    def _iter_blocks(self) -> list[_ResNetBlock]:
+        """Every block, input to output."""
+        return self._blocks
+
+    def _stem_bn(self, stage: str | None, test_task_id: int | None) -> nn.Module | None:
+        """The BN module after `conv1` for `stage` (None without BN)."""
+        return self.conv_bn1 if self.batch_normalization else None
+
+    def _forward_resnet(
+        self,
+        input: Tensor,
+        stage: str | None = None,
+        test_task_id: int | None = None,
+        masks: dict[str, Tensor] | None = None,
+        conv_call: ConvCall | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The whole network: BNs chosen for `stage`, HAT unit `masks`, `conv_call` for masked convs."""
+        x = self.conv1(input) if conv_call is None else conv_call("conv1", self.conv1, input)
+        stem_bn = self._stem_bn(stage, test_task_id)
+        if stem_bn is not None:
+            x = stem_bn(x)
+        x = activate(x, None if masks is None else masks["conv1"], self._modules.get("conv_activation1"))
+        activations = {"conv1": x}
+        x = self.maxpool(x)
+        for block in self._blocks:
+            x, block_activations = block._run(x, block._bns_for(stage, test_task_id), masks, conv_call)
+            activations.update(block_activations)
+        return self.avepool(x).flatten(1), activations
+
+    def forward(self, input: Tensor, stage: str | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """Return `(output_feature (B, 512 or 2048), activations)`; `stage` is not used."""
+        return self._forward_resnet(input)
+
+
+# ------------------------------------------------------------------------------ pretrained weights
+def torchvision_resnet18_key(key: str, batch_norm: bool) -> str | None:
+    """Our key for a key of torchvision's resnet18 state dict (None: not loaded).
+
+    `batch_norm=False` drops every BatchNorm entry (HAT backbones load conv weights only). The
+    classifier `fc` and the shortcut BatchNorm have no counterpart.
+    """
+    parts = key.split(".")
+    if parts[0] == "conv1":
+        return key
+    if parts[0] == "bn1":
+        return "conv_bn1." + ".".join(parts[1:]) if batch_norm else None
+    if parts[0] == "fc":
+        return None
+    if parts[0].startswith("layer") and len(parts) >= 4:
+        block = f"conv{int(parts[0][5:]) + 1}x.{parts[1]}"
+        part, rest = parts[2], ".".join(parts[3:])
+        if part.startswith("conv"):
+            return f"{block}.{part}.{rest}"
+        if part.startswith("bn"):
+            return f"{block}.conv_bn{part[2:]}.{rest}" if batch_norm else None
+        if part == "downsample":
+            return f"{block}.identity_downsample.{'.'.join(parts[4:])}" if parts[3] == "0" else None
+    raise KeyError(f"unexpected key in a torchvision ResNet-18 state dict: '{key}'")
+
+
+def load_pretrained(backbone: nn.Module, depth: int, pretrained_weights: str | None, batch_norm: bool) -> None:
+    """Load torchvision's ImageNet ResNet-18 weights (`pretrained_weights`, e.g. 'IMAGENET1K_V1').
+
+    Only ResNet-18 has them (as in CLArena); for deeper ResNets the argument is ignored with a
+    warning. Needs torchvision (not a dependency of this package).
+    """
+    if pretrained_weights is None:
+        return
+    if depth != 18:
+        warnings.warn(
+            f"{type(backbone).__name__}: `pretrained_weights` exist for ResNet-18 only; ignored.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return
+    try:
+        import torchvision
+    except ImportError as error:
+        raise ImportError("`pretrained_weights` needs torchvision; install it or pass None.") from error
+    source = torchvision.models.resnet18(weights=pretrained_weights).state_dict()
+    converted = {}
+    for key, value in source.items():
+        target = torchvision_resnet18_key(key, batch_norm)
+        if target is not None:
+            converted[target] = value
+    backbone.load_state_dict(converted, strict=False)
+
+
+class ResNetVariant(ResNetBase):
+    """A ResNet of the class's `depth` (18, 34, 50, 101 or 152)."""
+
+    depth: ClassVar[int]
+
+    def __init__(
+        self,
+        input_channels: int,
+        output_dim: int,
+        activation_layer: type[nn.Module] | None = nn.ReLU,
+        batch_normalization: bool = True,
+        bias: bool = False,
+        pretrained_weights: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """`pretrained_weights`: torchvision weights name, ResNet-18 only."""
+        super().__init__(
+            input_channels=input_channels,
+            output_dim=output_dim,
+            activation_layer=activation_layer,
+            batch_normalization=batch_normalization,
+            bias=bias,
+            **architecture(self.depth, ResNetBlockSmall, ResNetBlockLarge),
+            **kwargs,
+        )
+        load_pretrained(self, self.depth, pretrained_weights, batch_norm=True)
+
+
+def depth_variants(
+    name_prefix: str, doc: str, module: str, bases: Callable[[int], tuple[type, ...]]
+) -> tuple[type, ...]:
+    """The classes `<name_prefix>18, ..., <name_prefix>152`, one per depth, built on `bases(depth)`.
+
+    `doc` is their docstring with `{depth}` for the depth.
+
+    They differ only by the class attribute `depth`, so they are made here rather than spelled out.
+    """
+    return tuple(
+        type(
+            f"{name_prefix}{depth}",
+            bases(depth),
+            {
+                "depth": depth,
+                "__module__": module,
+                "__qualname__": f"{name_prefix}{depth}",
+                "__doc__": doc.format(depth=depth),
+            },
+        )
+        for depth in DEPTHS
+    )
+
+
+ResNet18, ResNet34, ResNet50, ResNet101, ResNet152 = depth_variants(
+    "ResNet", "ResNet-{depth}.", __name__, lambda depth: (ResNetVariant,)
+)
+_PLAIN = dict(zip(DEPTHS, (ResNet18, ResNet34, ResNet50, ResNet101, ResNet152)))
+CLResNet18, CLResNet34, CLResNet50, CLResNet101, CLResNet152 = depth_variants(
+    "CLResNet", "ResNet-{depth} for continual learning (one network shared by every task).", __name__,
+    lambda depth: (TaskIdForward, _PLAIN[depth], CLBackbone),
+)  # fmt: skip

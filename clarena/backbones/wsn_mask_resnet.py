@@ -1,0 +1,89 @@
+"""WSN-masked ResNets (not in CLArena): `WSNMaskResNetBase` and `WSNMaskResNet18..152`.
+
+Every weighted conv (every name in `weighted_layer_names`; not the 1x1 shortcut convs) runs
+with WSN-masked weight and bias, exactly as `WSNMaskMLP`'s Linear layers do. A conv's weight
+score has the weight's shape, so CLArena's WSN algorithm (`gate_fn.apply(score.weight, p)`,
+`grad *= 1 - mask`) drives these backbones unchanged.
+"""
+
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from clarena.backbones.arguments import batch_normalization_argument
+from clarena.backbones.resnet import (
+    ConvCall,
+    ResNetBase,
+    ResNetBlockLarge,
+    ResNetBlockSmall,
+    architecture,
+    depth_variants,
+)
+from clarena.backbones.wsn_mask_backbone import WSNMaskBackbone
+
+
+class WSNMaskResNetBase(WSNMaskBackbone, ResNetBase):
+    """A ResNet whose weighted convs are masked by WSN. BatchNorm, off by default, is shared by all tasks."""
+
+    def __init__(
+        self,
+        input_channels: int,
+        building_block_type: type[ResNetBlockSmall] | type[ResNetBlockLarge],
+        building_block_nums: tuple[int, int, int, int],
+        building_block_preceding_output_channels: tuple[int, int, int, int],
+        building_block_input_channels: tuple[int, int, int, int],
+        output_dim: int,
+        activation_layer: type[nn.Module] | None = nn.ReLU,
+        batch_normalization: bool = False,
+        bias: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        batch_normalization = batch_normalization_argument(batch_normalization, False, kwargs)
+        super().__init__(
+            input_channels=input_channels,
+            building_block_type=building_block_type,
+            building_block_nums=building_block_nums,
+            building_block_preceding_output_channels=building_block_preceding_output_channels,
+            building_block_input_channels=building_block_input_channels,
+            output_dim=output_dim,
+            activation_layer=activation_layer,
+            batch_normalization=batch_normalization,
+            bias=bias,
+            **kwargs,
+        )
+        self._add_parameter_scores()
+
+    def _forward_with_layer_call(
+        self, input: Tensor, stage: str, layer_call: ConvCall
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        return self._forward_resnet(input, stage, conv_call=layer_call)
+
+
+class WSNMaskResNetVariant(WSNMaskResNetBase):
+    """A WSN-masked ResNet of the class's `depth`."""
+
+    depth: ClassVar[int]
+
+    def __init__(
+        self,
+        input_channels: int,
+        output_dim: int,
+        activation_layer: type[nn.Module] | None = nn.ReLU,
+        batch_normalization: bool = False,
+        bias: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            input_channels=input_channels,
+            output_dim=output_dim,
+            activation_layer=activation_layer,
+            batch_normalization=batch_normalization,
+            bias=bias,
+            **architecture(self.depth, ResNetBlockSmall, ResNetBlockLarge),
+            **kwargs,
+        )
+
+
+WSNMaskResNet18, WSNMaskResNet34, WSNMaskResNet50, WSNMaskResNet101, WSNMaskResNet152 = depth_variants(
+    "WSNMaskResNet", "WSN-masked ResNet-{depth}.", __name__, lambda depth: (WSNMaskResNetVariant,)
+)

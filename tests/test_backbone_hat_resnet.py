@@ -1,0 +1,302 @@
+"""HAT-masked ResNets (and their blocks) against literal re-statements of CLArena's formulas."""
+
+import copy
+import io
+
+import pytest
+import torch
+from backbone_helpers import (  # noqa: F401  (single_thread: autouse fixture)
+    single_thread,
+    S_MAX,
+    assert_close_dicts,
+    assert_native_equals_reference,
+    clarena_clip_grad,
+    clarena_hat_mask,
+    clarena_hat_resnet,
+    clone_with_grads,
+    finish_hat_task,
+    with_finished_tasks,
+    grads,
+    images,
+    param_count,
+    prepared_hat,
+    randomize_batch_norm,
+    randomize_embeddings,
+)
+from torch import nn
+
+import clarena.backbones as B
+from clarena.backbones.hat_mask_resnet import HATMaskResNetBlockLarge, HATMaskResNetBlockSmall
+
+STAGES = ((1, 64, 2), (2, 128, 2), (3, 256, 2), (4, 512, 2))  # (stage, channels, blocks) of ResNet-18
+RESNET18_LAYERS = ["conv1"] + [
+    f"conv{stage + 1}x/{block}/conv{conv}" for stage, _, blocks in STAGES for block in range(blocks) for conv in (1, 2)
+]
+
+
+def make(batch_normalization=None, cls=B.HATMaskResNet18) -> B.HATMaskResNet18:
+    torch.manual_seed(0)
+    backbone = cls(3, 512, "sigmoid", batch_normalization=batch_normalization)
+    return prepared_hat(backbone)
+
+
+def finish_task(backbone, task_id: int, seed: int) -> None:
+    finish_hat_task(backbone, task_id, seed, images(seed=seed))
+
+
+def stage_bns(backbone, stage, task):
+    """CLArena's BN choice: live modules, or the task's copies in the test stages when independent."""
+    copies = backbone.batch_normalization == "independent" and stage in ("test", "unlearning_test")
+
+    def pick(module, name):
+        if not backbone.batch_normalization:
+            return None
+        return module._modules[f"{name}s"][f"{task}"] if copies else module._modules[name]
+
+    def block_bns(block):
+        if not backbone.batch_normalization:
+            return None
+        return [pick(block, f"conv_bn{k}") for k in range(1, len(block.weighted_layer_names) + 1)]
+
+    return pick(backbone, "conv_bn1"), block_bns
+
+
+# ---------------------------------------------------------------------------------- construction
+def test_resnet18_structure():
+    backbone = B.HATMaskResNet18(3, 512, "sigmoid")
+    assert param_count(backbone) == 11_170_816
+    assert backbone.weighted_layer_names == RESNET18_LAYERS
+    assert len(backbone.task_embedding_t) == 17
+    assert sum(e.weight.numel() for e in backbone.task_embedding_t.values()) == 3_904
+    # block embeddings first, the stem's last; shared with the blocks, not copied
+    assert list(backbone.task_embedding_t) == RESNET18_LAYERS[1:] + ["conv1"]
+    block = backbone.conv4x[1]
+    assert backbone.task_embedding_t["conv4x/1/conv2"] is block.task_embedding_t["conv4x/1/conv2"]
+    assert backbone.batch_normalization is None and backbone.batch_normalization_mode is None
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in backbone.modules())
+    downsampled = [b.identity_downsample is not None for b in backbone._iter_blocks()]
+    assert downsampled == [False, False, True, False, True, False, True, False]
+    assert block.full_1st_layer_name == "conv4x/1/conv1" and block.full_2nd_layer_name == "conv4x/1/conv2"
+
+
+def expected_keys(tasks=(), batch_normalization=False) -> dict[str, tuple]:
+    """CLArena's HATMaskResNet18 state_dict keys and shapes."""
+    keys = {"conv1.weight": (64, 3, 7, 7)}
+    bn_names = ["conv_bn1"] if batch_normalization else []
+    for prefix, channels in [("", 64)]:
+        for name in bn_names:
+            keys.update(bn_keys(f"{prefix}{name}", channels, tasks))
+    preceding = 64
+    for stage, channels, blocks in STAGES:
+        for block in range(blocks):
+            base = f"conv{stage + 1}x.{block}"
+            keys[f"{base}.conv1.weight"] = (channels, preceding, 3, 3)
+            keys[f"{base}.conv2.weight"] = (channels, channels, 3, 3)
+            if batch_normalization:
+                for conv in (1, 2):
+                    keys.update(bn_keys(f"{base}.conv_bn{conv}", channels, tasks))
+            if preceding != channels:
+                keys[f"{base}.identity_downsample.weight"] = (channels, preceding, 1, 1)
+            for conv in (1, 2):
+                keys[f"{base}.task_embedding_t.conv{stage + 1}x/{block}/conv{conv}.weight"] = (1, channels)
+            preceding = channels
+    for name in RESNET18_LAYERS:
+        channels = 64 if name == "conv1" else int(STAGES[int(name[4]) - 2][1])
+        keys[f"task_embedding_t.{name}.weight"] = (1, channels)
+    return keys
+
+
+def bn_keys(name, channels, tasks):
+    keys = {}
+    for owner in [name] + [f"{name}s.{task}" for task in tasks]:
+        for stat in ("weight", "bias", "running_mean", "running_var"):
+            keys[f"{owner}.{stat}"] = (channels,)
+        keys[f"{owner}.num_batches_tracked"] = ()
+    return keys
+
+
+@pytest.mark.parametrize("batch_normalization", [None, "independent"])
+def test_state_dict_keys_and_clarena_checkpoint_loads(batch_normalization):
+    backbone = make(batch_normalization)
+    tasks = (1,) if batch_normalization else ()
+    for task in tasks:
+        backbone.setup_task_id(task)
+    state = backbone.state_dict()
+    assert {k: tuple(v.shape) for k, v in state.items()} == expected_keys(tasks, bool(batch_normalization))
+    # a CLArena checkpoint: the same keys (no stored masks), other values; the block embeddings
+    # appear twice (outer and block dict) for one shared parameter, so the values come from a model
+    source = make(batch_normalization)
+    for task in tasks:
+        source.setup_task_id(task)
+    with torch.no_grad():
+        for parameter in source.parameters():
+            parameter.add_(torch.rand_like(parameter))
+    checkpoint = source.state_dict()
+    fresh = make(batch_normalization)
+    fresh.load_state_dict(checkpoint, strict=True)  # a fresh backbone builds the per-task BN copies
+    for key, value in fresh.state_dict().items():
+        torch.testing.assert_close(value, checkpoint[key].to(value.dtype))
+
+
+# -------------------------------------------------------------------------------------- forward
+@pytest.mark.parametrize("batch_normalization", [None, "shared"])
+def test_train_stage_matches_clarena(batch_normalization):
+    backbone = make(batch_normalization)
+    backbone.setup_task_id(1)
+    reference = copy.deepcopy(backbone)
+    x = images()
+    feature, mask, activations = backbone(x, "train", S_MAX, 2, 10)
+    expected_mask = clarena_hat_mask(reference, "train", S_MAX, 2, 10)
+    expected, expected_activations = clarena_hat_resnet(reference, x, expected_mask, *stage_bns(reference, "train", 1))
+    assert list(mask) == RESNET18_LAYERS
+    assert_close_dicts(mask, expected_mask)
+    torch.testing.assert_close(feature, expected)
+    assert_close_dicts(activations, expected_activations)
+    feature.pow(2).sum().backward()
+    expected.pow(2).sum().backward()
+    assert_close_dicts(grads(backbone), grads(reference), rtol=1e-3, atol=1e-5)
+    assert backbone.task_embedding_t["conv5x/1/conv2"].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("batch_normalization", [None, "shared", "independent"])
+def test_test_stages_match_clarena(batch_normalization):
+    backbone = with_finished_tasks(make(batch_normalization), lambda seed: images(seed=seed), seeds=(31, 32))
+    x = images()
+    for task in (1, 2):
+        feature, mask, activations = backbone(x, "test", test_task_id=task)
+        assert_close_dicts(mask, backbone.masks[task])
+        bns = stage_bns(backbone, "test", task)
+        expected, expected_activations = clarena_hat_resnet(backbone, x, backbone.masks[task], *bns)
+        torch.testing.assert_close(feature, expected)
+        assert_close_dicts(activations, expected_activations)
+    feature, mask, _ = backbone(x, "unlearning_test", test_task_id=2)
+    assert all(torch.equal(m, torch.ones_like(m)) for m in mask.values())
+    expected, _ = clarena_hat_resnet(backbone, x, mask, *stage_bns(backbone, "unlearning_test", 2))
+    torch.testing.assert_close(feature, expected)
+    feature, mask, _ = backbone(x, "validation", s_max=S_MAX)
+    expected_mask = clarena_hat_mask(backbone, "validation")
+    assert_close_dicts(mask, expected_mask)
+    expected, _ = clarena_hat_resnet(backbone, x, expected_mask, *stage_bns(backbone, "validation", 2))
+    torch.testing.assert_close(feature, expected)
+
+
+def test_masks_are_computed_once_per_forward(monkeypatch):
+    backbone = make()
+    calls = []
+    original = type(backbone)._gated_masks
+    monkeypatch.setattr(type(backbone), "_gated_masks", lambda self, scale: calls.append(self) or original(self, scale))
+    for block in backbone._iter_blocks():
+        monkeypatch.setattr(block, "get_mask", None)  # blocks must not compute their own
+    backbone(images(), "train", S_MAX, 2, 10)
+    assert calls == [backbone]
+
+
+def test_store_mask_gives_each_block_its_slice():
+    backbone = make()
+    backbone.setup_task_id(1)
+    mask_t = backbone.store_mask()
+    assert list(backbone.masks[1]) == RESNET18_LAYERS
+    for block in backbone._iter_blocks():
+        assert list(block.masks[1]) == block.weighted_layer_names
+        for name in block.weighted_layer_names:
+            assert block.masks[1][name] is mask_t[name]
+
+
+@pytest.mark.parametrize("block_cls, channels", [(HATMaskResNetBlockSmall, 16), (HATMaskResNetBlockLarge, 8)])
+def test_standalone_block_matches_clarena(block_cls, channels):
+    torch.manual_seed(0)
+    block = block_cls("conv3x", 0, 12, channels, 2, gate="sigmoid", batch_normalization="shared")
+    randomize_embeddings(block)
+    randomize_batch_norm(block)
+    block.setup_task_id(1)
+    x = torch.randn(2, 12, 8, 8)
+    reference = copy.deepcopy(block)
+    output, mask, activations = block(x, "train", S_MAX, 5, 10)
+    expected_mask = clarena_hat_mask(reference, "train", S_MAX, 5, 10)
+    assert_close_dicts(mask, expected_mask)
+    identity = reference.identity_downsample(x)
+    convs = [reference.conv1, reference.conv2] + ([reference.conv3] if hasattr(reference, "conv3") else [])
+    z = x
+    for index, (conv, name) in enumerate(zip(convs, reference.weighted_layer_names)):
+        z = reference._modules[f"conv_bn{index + 1}"](conv(z))
+        if index == len(convs) - 1:
+            z = z + identity  # the residual add comes before the mask
+        z = torch.relu(z * expected_mask[name].view(1, -1, 1, 1))
+        torch.testing.assert_close(activations[name], z)
+    torch.testing.assert_close(output, z)
+    assert output.shape == (2, channels * block_cls.expansion, 4, 4)
+    block.store_mask()
+    block.eval()
+    output, mask, _ = block(x, "test", test_task_id=1)
+    assert_close_dicts(mask, block.masks[1])
+
+
+def test_nested_block_runs_standalone_with_its_slice():
+    backbone = make()
+    finish_task(backbone, 1, seed=4)
+    block = backbone.conv3x[0]
+    x = torch.randn(1, 64, 8, 8)
+    output, mask, _ = block(x, "test", test_task_id=1)
+    assert list(mask) == ["conv3x/0/conv1", "conv3x/0/conv2"]
+    assert output.shape == (1, 128, 4, 4)
+
+
+# ----------------------------------------------------------------------------------- state_dict
+def test_state_dict_round_trip_with_independent_bn():
+    backbone = make("independent")
+    finish_task(backbone, 1, seed=41)
+    finish_task(backbone, 2, seed=42)
+    backbone.eval()
+    buffer = io.BytesIO()
+    torch.save(backbone.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    stored = [key for key in state if "stored_masks" in key]
+    assert len(stored) == 2 * 17 and all(key.startswith("stored_masks.") for key in stored)  # only at the root
+    fresh = B.HATMaskResNet18(3, 512, "sigmoid", batch_normalization="independent")
+    fresh.load_state_dict(state, strict=True)
+    fresh.eval()
+    x = images(seed=9)
+    for task in (1, 2):
+        expected = backbone(x, "test", test_task_id=task)[0]
+        torch.testing.assert_close(fresh(x, "test", test_task_id=task)[0], expected, rtol=0, atol=0)
+        block = fresh.conv5x[1]
+        assert_close_dicts(block.masks[task], {n: backbone.masks[task][n] for n in block.weighted_layer_names})
+
+
+# ------------------------------------------------------------------------------ ops and measures
+def test_native_path_equals_reference_path():
+    backbone = make("shared")
+    assert_native_equals_reference(backbone, lambda model: model(images(), "train", S_MAX, 3, 10), rtol=1e-3, atol=1e-5)
+
+
+def test_clip_grad_by_measure_on_conv_weights_matches_clarena_loop():
+    backbone = make()
+    feature, _, _ = backbone(images(), "train", S_MAX, 3, 10)
+    feature.pow(2).sum().backward()
+    generator = torch.Generator().manual_seed(0)
+    measure = {
+        name: (torch.rand(backbone.get_layer_by_name(name).weight.size(0), generator=generator) > 0.4).float()
+        for name in backbone.weighted_layer_names
+    }
+    expected = clone_with_grads(backbone)
+    clarena_clip_grad(expected, measure, "min", "hat")
+    backbone.clip_grad_by_measure_(measure, "min", "hat")
+    assert_close_dicts(grads(backbone), grads(expected))
+    # the shortcut convs are not weighted layers: their gradients are left alone
+    name = "conv3x.0.identity_downsample.weight"
+    assert torch.equal(grads(backbone)[name], grads(expected)[name])
+
+
+def test_forward_does_not_scan_modules(monkeypatch):
+    backbone = make("independent")
+    finish_task(backbone, 1, seed=5)
+    backbone(images(), "test", test_task_id=1)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("named_modules called during a forward")
+
+    for module in list(backbone.modules()):
+        monkeypatch.setattr(module, "named_modules", fail)
+    for stage in ("train", "validation", "test", "unlearning_test"):
+        backbone(images(), stage, S_MAX, 2, 10, test_task_id=1)

@@ -1,0 +1,165 @@
+"""Plain and CL ResNets: CLArena's architecture, state_dict keys, forward, pretrained-weight mapping."""
+
+import sys
+import types
+
+import pytest
+import torch
+from backbone_helpers import (  # noqa: F401  (single_thread: autouse fixture)
+    assert_close_dicts,
+    clarena_hat_resnet,
+    images,
+    param_count,
+    randomize_batch_norm,
+    single_thread,
+)
+
+import clarena.backbones as B
+from clarena.backbones.resnet import ResNetBlockLarge, ResNetBlockSmall, torchvision_resnet18_key
+
+PARAMS = {18: 11_174_720, 34: 21_282_880, 50: 23_500_352, 101: 42_492_480, 152: 58_136_128}
+WEIGHTED_LAYERS = {18: 17, 34: 33, 50: 49, 101: 100, 152: 151}
+
+
+@pytest.mark.parametrize("depth", [18, 34, 50])
+def test_parameter_counts_and_layer_names(depth):
+    backbone = getattr(B, f"ResNet{depth}")(3, 512 if depth < 50 else 2048)
+    assert param_count(backbone) == PARAMS[depth]
+    assert len(backbone.weighted_layer_names) == WEIGHTED_LAYERS[depth]
+    assert backbone.weighted_layer_names[:3] == ["conv1", "conv2x/0/conv1", "conv2x/0/conv2"]
+    assert backbone.eval()(images(1))[0].shape == (1, 512 if depth < 50 else 2048)
+
+
+def resnet18_keys() -> set[str]:
+    """CLArena's ResNet18 state_dict keys (BatchNorm on)."""
+    keys = {"conv1.weight"} | bn("conv_bn1")
+    for stage in range(2, 6):
+        for block in (0, 1):
+            base = f"conv{stage}x.{block}"
+            keys |= {f"{base}.conv1.weight", f"{base}.conv2.weight"} | bn(f"{base}.conv_bn1") | bn(f"{base}.conv_bn2")
+            if stage > 2 and block == 0:
+                keys.add(f"{base}.identity_downsample.weight")
+    return keys
+
+
+def bn(name):
+    return {f"{name}.{stat}" for stat in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
+
+
+def test_state_dict_keys_and_clarena_checkpoint_loads():
+    backbone = B.ResNet18(3, 512)
+    assert set(backbone.state_dict()) == resnet18_keys()
+    source = B.CLResNet18(3, 512)
+    randomize_batch_norm(source)
+    B.ResNet18(3, 512).load_state_dict(source.state_dict(), strict=True)
+    without_bn = B.ResNet18(3, 512, batch_normalization=False)
+    assert set(without_bn.state_dict()) == {k for k in resnet18_keys() if "bn" not in k}
+
+
+def test_clarena_layout_on_cifar_images():
+    """ImageNet stem, stride on each block's 3x3 conv, shortcut conv without BatchNorm, no FC."""
+    backbone = B.ResNet18(3, 512).eval()
+    randomize_batch_norm(backbone)
+    assert backbone.conv1.kernel_size == (7, 7) and backbone.conv1.stride == (2, 2) and backbone.conv1.padding == (3, 3)
+    block = backbone.conv3x[0]
+    assert block.conv1.stride == (1, 1) and block.conv2.stride == (2, 2)
+    assert block.identity_downsample.kernel_size == (1, 1) and block.identity_downsample.stride == (2, 2)
+    assert not hasattr(backbone, "fc")
+    x = images()
+    feature, activations = backbone(x)
+    sizes = {name: tuple(a.shape[1:]) for name, a in activations.items()}
+    assert sizes["conv1"] == (64, 16, 16)
+    assert sizes["conv2x/1/conv2"] == (64, 8, 8)
+    assert sizes["conv3x/0/conv1"] == (128, 8, 8) and sizes["conv3x/0/conv2"] == (128, 4, 4)
+    assert sizes["conv4x/1/conv2"] == (256, 2, 2) and sizes["conv5x/1/conv2"] == (512, 1, 1)
+    ones = {name: torch.ones(shape[0]) for name, shape in sizes.items()}
+    expected, expected_activations = clarena_hat_resnet(
+        backbone, x, ones, backbone.conv_bn1, lambda b: [b.conv_bn1, b.conv_bn2]
+    )
+    torch.testing.assert_close(feature, expected)
+    assert_close_dicts(activations, expected_activations)
+
+
+def test_bottleneck_block_layout():
+    block = ResNetBlockLarge("conv3x", 0, 256, 128, 2)
+    assert [tuple(c.weight.shape) for c in (block.conv1, block.conv2, block.conv3)] == [
+        (128, 256, 1, 1),
+        (128, 128, 3, 3),
+        (512, 128, 1, 1),
+    ]
+    assert block.conv2.stride == (2, 2) and block.conv1.stride == (1, 1)
+    assert block.identity_downsample.weight.shape == (512, 256, 1, 1)
+    assert block.weighted_layer_names == ["conv3x/0/conv1", "conv3x/0/conv2", "conv3x/0/conv3"]
+    assert block.full_3rd_layer_name == "conv3x/0/conv3"
+    output, activations = block.eval()(torch.randn(1, 256, 8, 8))
+    assert output.shape == (1, 512, 4, 4) and list(activations) == block.weighted_layer_names
+    assert ResNetBlockSmall("conv2x", 1, 64, 64, 1).identity_downsample is None
+
+
+def test_without_batch_norm_and_activation():
+    backbone = B.ResNet18(3, 512, activation_layer=None, batch_normalization=False)
+    assert backbone.activation is False and not hasattr(backbone, "conv_activation1")
+    feature, activations = backbone(images(1))
+    assert (feature < 0).any()  # no ReLU anywhere
+
+
+def test_cl_resnet_forward_takes_task_id():
+    backbone = B.CLResNet18(3, 512).eval()
+    backbone.setup_task_id(1)
+    feature, activations = backbone(images(1), "train", task_id=1)
+    assert feature.shape == (1, 512) and len(activations) == 17
+
+
+# -------------------------------------------------------------------------------- pretrained
+def torchvision_resnet18_keys() -> list[str]:
+    """Key names of torchvision's resnet18 state dict."""
+    keys = ["conv1.weight", *sorted(bn("bn1")), "fc.weight", "fc.bias"]
+    for layer in range(1, 5):
+        for block in (0, 1):
+            base = f"layer{layer}.{block}"
+            keys += [f"{base}.conv1.weight", f"{base}.conv2.weight", *bn(f"{base}.bn1"), *bn(f"{base}.bn2")]
+            if layer > 1 and block == 0:
+                keys += [f"{base}.downsample.0.weight", *bn(f"{base}.downsample.1")]
+    return keys
+
+
+def test_torchvision_key_mapping_covers_the_backbones():
+    mapped = {torchvision_resnet18_key(k, batch_norm=True) for k in torchvision_resnet18_keys()} - {None}
+    assert mapped == resnet18_keys()
+    assert torchvision_resnet18_key("layer2.0.downsample.0.weight", True) == "conv3x.0.identity_downsample.weight"
+    assert torchvision_resnet18_key("layer1.1.bn2.running_var", True) == "conv2x.1.conv_bn2.running_var"
+    hat_mapped = {torchvision_resnet18_key(k, batch_norm=False) for k in torchvision_resnet18_keys()} - {None}
+    hat_convs = {k for k in B.HATMaskResNet18(3, 512, "sigmoid").state_dict() if "task_embedding_t" not in k}
+    assert hat_mapped == hat_convs
+    with pytest.raises(KeyError, match="layer9"):
+        torchvision_resnet18_key("layer9.0.weird.weight", True)
+
+
+def fake_torchvision(monkeypatch, source: dict):
+    models = types.SimpleNamespace(resnet18=lambda weights: types.SimpleNamespace(state_dict=lambda: source))
+    monkeypatch.setitem(sys.modules, "torchvision", types.SimpleNamespace(models=models))
+
+
+def test_pretrained_weights_are_loaded(monkeypatch):
+    target = B.ResNet18(3, 512).state_dict()
+    source = {}
+    for key in torchvision_resnet18_keys():
+        mapped = torchvision_resnet18_key(key, batch_norm=True)
+        like = torch.zeros(10) if mapped is None else target[mapped]
+        source[key] = torch.rand(like.shape).to(like.dtype) if like.is_floating_point() else torch.tensor(7)
+    fake_torchvision(monkeypatch, source)
+    for cls in (B.ResNet18, B.CLResNet18):
+        loaded = cls(3, 512, pretrained_weights="IMAGENET1K_V1").state_dict()
+        torch.testing.assert_close(loaded["conv_bn1.running_var"], source["bn1.running_var"])
+        torch.testing.assert_close(loaded["conv5x.1.conv2.weight"], source["layer4.1.conv2.weight"])
+    hat = B.HATMaskResNet18(3, 512, "sigmoid", batch_normalization="shared", pretrained_weights="IMAGENET1K_V1")
+    torch.testing.assert_close(hat.conv3x[0].identity_downsample.weight, source["layer2.0.downsample.0.weight"])
+    assert torch.all(hat.conv_bn1.running_var == 1)  # HAT backbones take no BatchNorm statistics
+
+
+def test_pretrained_weights_need_torchvision_and_resnet18(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchvision", None)
+    with pytest.raises(ImportError, match="torchvision"):
+        B.ResNet18(3, 512, pretrained_weights="IMAGENET1K_V1")
+    with pytest.warns(UserWarning, match="ResNet-18 only"):
+        B.CLResNet34(3, 512, pretrained_weights="IMAGENET1K_V1")
