@@ -75,13 +75,15 @@ def get_extensions():
 
     sources = sources_matching("*.cpp", "ops/*.cpp", "ops/cpu/*.cpp")
     include_dirs = [CSRC]
-    extra_compile_args = {"cxx": opt + omp}
+    # No contraction into fused multiply-adds: the element math must round like the PyTorch
+    # reference on every CPU and on the GPU (the one fma torch does use is explicit).
+    extra_compile_args = {"cxx": opt + omp + ["-ffp-contract=off"]}
     extension = CppExtension
     if with_cuda:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCH_LIST)
         sources += sources_matching("ops/cuda/*.cu")
         include_dirs += nvidia_wheel_includes()
-        extra_compile_args["nvcc"] = opt + ["--expt-relaxed-constexpr"]
+        extra_compile_args["nvcc"] = opt + ["--expt-relaxed-constexpr", "-fmad=false"]
         extra_compile_args["nvcc"] += os.getenv("NVCC_FLAGS", "").split()
         extension = CUDAExtension
 

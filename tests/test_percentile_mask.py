@@ -1,13 +1,11 @@
 import math
-import subprocess
-import sys
-
 import pytest
 import torch
 from op_helpers import DEVICES, non_contiguous, ops_called, requires_native, run_both
 
 from clarena import ops
 
+TORCH_VERSION = tuple(int(part) for part in torch.__version__.split(".")[:2])
 KEEPS = [1e-4, 0.01, 0.3, 0.5, 0.7, 0.999, 1.0]
 
 
@@ -56,6 +54,21 @@ def test_keeps_one_plus_floor_keep_times_n_minus_1_distinct_scores(n, keep):
     assert bool((score[ops.percentile_mask(score, keep).bool()] >= n - kept).all())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_interpolated_threshold_rounds_like_torch_quantile(dtype):
+    # neighbours one or a few ulps apart: the interpolation's rounding decides the mask
+    eps = torch.finfo(dtype).eps
+    cases = [(torch.tensor([1.0, 1.0 + 3 * eps], dtype=dtype), 5 / 6)]
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(300):
+        n = int(torch.randint(2, 9, (1,), generator=generator))
+        steps = torch.randint(0, 4, (n,), generator=generator).to(dtype)
+        keep = float(torch.rand((), generator=generator)) * 0.98 + 0.01
+        cases.append((1.0 + steps * eps, keep))
+    for score, keep in cases:
+        assert torch.equal(ops.percentile_mask(score, keep), quantile_formula(score, keep)), (score.tolist(), keep)
+
+
 def test_ties_at_the_threshold_are_kept():
     score = torch.tensor([1.0, 2.0, 2.0, 2.0, 3.0])
     assert ops.percentile_mask(score, 0.5).tolist() == [0.0, 1.0, 1.0, 1.0, 1.0]
@@ -79,14 +92,16 @@ def test_empty_score_gives_an_empty_mask():
 
 @requires_native
 @pytest.mark.slow
-def test_works_beyond_the_2_pow_24_elements_quantile_refuses():
+def test_works_beyond_the_2_pow_24_elements_where_quantile_stopped():
     n = 2**24 + 1
     score = torch.randperm(n, dtype=torch.int64).to(torch.float32)  # 0 .. 2^24 exactly
     keep = 0.7
-    with ops.use_reference(), pytest.raises(RuntimeError, match="too large"):
-        ops.percentile_mask(score, keep)
+    if TORCH_VERSION < (2, 14):  # torch.quantile refused such inputs until torch 2.14
+        with ops.use_reference(), pytest.raises(RuntimeError, match="too large"):
+            ops.percentile_mask(score, keep)
     mask = ops.percentile_mask(score, keep)
-    position = (1 - keep) * (n - 1)  # scores equal their ranks, so the threshold is the position
+    # scores equal their ranks, so the threshold is the rank (1 - keep, rounded to float32, times n - 1)
+    position = torch.tensor(1 - keep, dtype=torch.float32).item() * (n - 1)
     assert int(mask.sum()) == n - math.ceil(position)
     assert bool((score[mask.bool()] >= position).all())
 

@@ -10,9 +10,13 @@
 #include <cstdint>
 #include <cstring>
 
+#include <torch/version.h>
+
 #include "common/host_device.h"
 
 namespace clarena::percentile_mask {
+
+constexpr bool kRankInDouble = TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 14);
 
 // Radix digits of the selection: 2048 bins per pass.
 constexpr int kDigitBits = 11;
@@ -77,17 +81,18 @@ struct QuantileRank {
 template <typename scalar_t>
 CLARENA_HOST_DEVICE QuantileRank<scalar_t> quantile_rank(double keep, int64_t numel) {
   const int64_t last = numel - 1;
+  // torch.quantile's own arithmetic: q = 1 - keep rounded to the input's dtype; before torch
+  // 2.14 the rank is computed in that dtype too (and inputs stop at 2^24 elements), from 2.14 on
+  // in double. Beyond 2^24 elements float32 cannot index every element, so double is used there.
+  const scalar_t q = static_cast<scalar_t>(1.0 - keep);
   QuantileRank<scalar_t> rank;
-  if (last <= (int64_t(1) << 24)) {
-    // torch.quantile's own arithmetic: q and the rank in the input's dtype.
-    const scalar_t q = static_cast<scalar_t>(1.0 - keep);
+  if (!kRankInDouble && last <= (int64_t(1) << 24)) {
     const scalar_t position = q * static_cast<scalar_t>(last);
     rank.below = static_cast<int64_t>(position);
     rank.weight = position - static_cast<scalar_t>(rank.below);
     rank.above = static_cast<int64_t>(ceil(position));
   } else {
-    // Beyond torch.quantile's size limit, where float32 cannot index every element.
-    const double position = (1.0 - keep) * static_cast<double>(last);
+    const double position = static_cast<double>(q) * static_cast<double>(last);
     rank.below = static_cast<int64_t>(position);
     rank.weight = static_cast<scalar_t>(position - static_cast<double>(rank.below));
     rank.above = static_cast<int64_t>(ceil(position));
@@ -97,12 +102,28 @@ CLARENA_HOST_DEVICE QuantileRank<scalar_t> quantile_rank(double keep, int64_t nu
   return rank;
 }
 
-// torch.lerp's scalar formula, which torch.quantile uses for its single interpolated value.
+// a * b + c with a single rounding, on the host and on the device.
+template <typename scalar_t>
+CLARENA_HOST_DEVICE scalar_t fused_multiply_add(scalar_t a, scalar_t b, scalar_t c) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (sizeof(scalar_t) == sizeof(float)) {
+    return fmaf(a, b, c);
+  } else {
+    return fma(a, b, c);
+  }
+#else
+  return std::fma(a, b, c);
+#endif
+}
+
+// torch.lerp's formula, which torch.quantile uses for its single interpolated value. torch's CPU
+// kernels run with fused multiply-adds (its AVX2/AVX512 builds contract them), so fma is explicit.
 template <typename scalar_t>
 CLARENA_HOST_DEVICE scalar_t lerp(scalar_t start, scalar_t end, scalar_t weight) {
+  const scalar_t difference = end - start;
   return (weight < scalar_t(0.5) && weight > scalar_t(-0.5))
-             ? start + weight * (end - start)
-             : end - (end - start) * (scalar_t(1) - weight);
+             ? fused_multiply_add(weight, difference, start)
+             : fused_multiply_add(-difference, scalar_t(1) - weight, end);
 }
 
 // Kept elements: ties with the threshold are kept; a NaN threshold keeps nothing.

@@ -5,19 +5,11 @@
 
 #include <tuple>
 
-#include "common/checks.h"
 #include "ops/masked_weight.h"
+#include "ops/masked_weight_checks.h"
 
 namespace clarena::masked_weight {
 namespace {
-
-void check_args(const at::Tensor& weight, const at::Tensor& mask) {
-  CLARENA_CHECK_FLOATING(weight);
-  CLARENA_CHECK_SAME_DTYPE(mask, weight);
-  CLARENA_CHECK_SAME_DEVICE(mask, weight);
-  TORCH_CHECK_VALUE(mask.sizes() == weight.sizes(), "clarena: `mask` must have the shape of `weight` (",
-                    weight.sizes(), "), got ", mask.sizes());
-}
 
 at::Tensor masked_weight_cpu(const at::Tensor& weight, const at::Tensor& mask) {
   check_args(weight, mask);
@@ -37,10 +29,7 @@ at::Tensor masked_weight_cpu(const at::Tensor& weight, const at::Tensor& mask) {
 
 std::tuple<at::Tensor, at::Tensor> masked_weight_backward_cpu(const at::Tensor& grad, const at::Tensor& weight,
                                                               const at::Tensor& mask) {
-  check_args(weight, mask);
-  CLARENA_CHECK_SAME_DTYPE(grad, weight);
-  TORCH_CHECK_VALUE(grad.sizes() == weight.sizes(), "clarena: `grad` must have the shape of `weight` (",
-                    weight.sizes(), "), got ", grad.sizes());
+  check_backward_args(grad, weight, mask);
   const at::Tensor g = grad.contiguous();
   const at::Tensor w = weight.contiguous();
   const at::Tensor m = mask.contiguous();

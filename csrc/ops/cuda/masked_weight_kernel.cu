@@ -9,8 +9,8 @@
 #include <algorithm>
 #include <tuple>
 
-#include "common/checks.h"
 #include "ops/masked_weight.h"
+#include "ops/masked_weight_checks.h"
 
 namespace clarena::masked_weight {
 namespace {
@@ -47,12 +47,7 @@ __global__ void __launch_bounds__(kThreads) masked_weight_backward_kernel(
 }
 
 at::Tensor masked_weight_cuda(const at::Tensor& weight, const at::Tensor& mask) {
-  // The checks of the CPU kernel, with the same messages.
-  CLARENA_CHECK_FLOATING(weight);
-  CLARENA_CHECK_SAME_DTYPE(mask, weight);
-  CLARENA_CHECK_SAME_DEVICE(mask, weight);
-  TORCH_CHECK_VALUE(mask.sizes() == weight.sizes(), "clarena: `mask` must have the shape of `weight` (",
-                    weight.sizes(), "), got ", mask.sizes());
+  check_args(weight, mask);
   const c10::cuda::CUDAGuard device_guard(weight.device());
   const at::Tensor w = weight.contiguous();
   const at::Tensor m = mask.contiguous();
@@ -70,15 +65,7 @@ at::Tensor masked_weight_cuda(const at::Tensor& weight, const at::Tensor& mask) 
 
 std::tuple<at::Tensor, at::Tensor> masked_weight_backward_cuda(const at::Tensor& grad, const at::Tensor& weight,
                                                                const at::Tensor& mask) {
-  // The checks of the CPU kernel, with the same messages.
-  CLARENA_CHECK_FLOATING(weight);
-  CLARENA_CHECK_SAME_DTYPE(mask, weight);
-  CLARENA_CHECK_SAME_DEVICE(mask, weight);
-  TORCH_CHECK_VALUE(mask.sizes() == weight.sizes(), "clarena: `mask` must have the shape of `weight` (",
-                    weight.sizes(), "), got ", mask.sizes());
-  CLARENA_CHECK_SAME_DTYPE(grad, weight);
-  TORCH_CHECK_VALUE(grad.sizes() == weight.sizes(), "clarena: `grad` must have the shape of `weight` (",
-                    weight.sizes(), "), got ", grad.sizes());
+  check_backward_args(grad, weight, mask);
   const c10::cuda::CUDAGuard device_guard(weight.device());
   const at::Tensor g = grad.contiguous();
   const at::Tensor w = weight.contiguous();

@@ -15,8 +15,8 @@
 #include <limits>
 #include <tuple>
 
-#include "common/checks.h"
 #include "ops/unit_mask.h"
+#include "ops/unit_mask_checks.h"
 
 namespace clarena::unit_mask {
 namespace {
@@ -131,20 +131,8 @@ __global__ void sum_slices_kernel(const at::opmath_type<scalar_t>* __restrict__ 
   }
 }
 
-int64_t spatial_size(const at::Tensor& input) {
-  int64_t spatial = 1;
-  for (int64_t d = 2; d < input.dim(); ++d) spatial *= input.size(d);
-  return spatial;
-}
-
 at::Tensor unit_mask_cuda(const at::Tensor& input, const at::Tensor& mask, bool relu) {
-  // The checks of the CPU kernel, with the same messages.
-  CLARENA_CHECK_FLOATING(input);
-  CLARENA_CHECK_SAME_DTYPE(mask, input);
-  CLARENA_CHECK_SAME_DEVICE(mask, input);
-  TORCH_CHECK_VALUE(input.dim() >= 2, "clarena: `input` must have a batch and a unit dimension (N, C, ...), got shape ",
-                    input.sizes());
-  CLARENA_CHECK_VECTOR(mask, input.size(1));
+  const Layout layout = check_args(input, mask);
   const c10::cuda::CUDAGuard device_guard(input.device());
   const at::Tensor x = input.contiguous();
   const at::Tensor m = mask.contiguous();
@@ -155,7 +143,7 @@ at::Tensor unit_mask_cuda(const at::Tensor& input, const at::Tensor& mask, bool 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "unit_mask_cuda", [&] {
     unit_mask_kernel<scalar_t><<<grid_size(n), kThreads, 0, stream>>>(
         x.const_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), n,
-        x.size(1), spatial_size(x), relu);
+        layout.channels, layout.spatial, relu);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;
@@ -163,16 +151,7 @@ at::Tensor unit_mask_cuda(const at::Tensor& input, const at::Tensor& mask, bool 
 
 std::tuple<at::Tensor, at::Tensor> unit_mask_backward_cuda(const at::Tensor& grad, const at::Tensor& input,
                                                            const at::Tensor& mask, bool relu) {
-  // The checks of the CPU kernel, with the same messages.
-  CLARENA_CHECK_FLOATING(input);
-  CLARENA_CHECK_SAME_DTYPE(mask, input);
-  CLARENA_CHECK_SAME_DEVICE(mask, input);
-  TORCH_CHECK_VALUE(input.dim() >= 2, "clarena: `input` must have a batch and a unit dimension (N, C, ...), got shape ",
-                    input.sizes());
-  CLARENA_CHECK_VECTOR(mask, input.size(1));
-  CLARENA_CHECK_SAME_DTYPE(grad, input);
-  TORCH_CHECK_VALUE(grad.sizes() == input.sizes(), "clarena: `grad` must have the shape of `input` (",
-                    input.sizes(), "), got ", grad.sizes());
+  const Layout layout = check_backward_args(grad, input, mask);
   const c10::cuda::CUDAGuard device_guard(input.device());
   const at::Tensor g = grad.contiguous();
   const at::Tensor x = input.contiguous();
@@ -181,9 +160,9 @@ std::tuple<at::Tensor, at::Tensor> unit_mask_backward_cuda(const at::Tensor& gra
   if (x.numel() == 0) return {grad_input, at::zeros_like(m, at::MemoryFormat::Contiguous)};
   at::Tensor grad_mask = at::empty_like(m, at::MemoryFormat::Contiguous);
 
-  const int64_t channels = x.size(1);
-  const int64_t spatial = spatial_size(x);
-  const int64_t per_channel = x.size(0) * spatial;
+  const int64_t channels = layout.channels;
+  const int64_t spatial = layout.spatial;
+  const int64_t per_channel = layout.batch * spatial;
   const int64_t slices =
       std::min(kMaxSlices, std::max<int64_t>(1, (per_channel + kSliceElements - 1) / kSliceElements));
   const int64_t per_slice = (per_channel + slices - 1) / slices;
