@@ -175,3 +175,65 @@ def test_direct_native_call_checks_its_arguments():
         torch.ops.clarena.scale_grad_by_measure_(torch.randn(3, 5), torch.rand(3), None, "median", "hat", 0.0, 0.0)
     with pytest.raises(ValueError, match="`rate` must be"):
         torch.ops.clarena.scale_grad_by_measure_(torch.randn(3, 5), torch.rand(3), None, "min", "nope", 0.0, 0.0)
+
+
+@pytest.mark.parametrize("rate, scalars", RATES)
+def test_foreach_equals_one_call_per_layer_on_both_paths(rate, scalars):
+    samples = sample_inputs()
+    grads = [torch.randn(shape) for _, _, shape in samples]
+    a = [a for a, _, _ in samples]
+    b = [b for _, b, _ in samples]
+    r = [0.05 * (index + 1) for index in range(len(samples))] if rate == "adahat" else None
+    extra = {"alpha": scalars["alpha"]} if "alpha" in scalars else {}
+    expected = [grad.clone() for grad in grads]
+    with ops.use_reference():
+        for index, grad in enumerate(expected):
+            ops.scale_grad_by_measure_(grad, a[index], b[index], "min", rate, r=None if r is None else r[index], **extra)
+    for path in ("native", "reference"):
+        actual = [grad.clone() for grad in grads]
+        if path == "native":
+            ops.foreach_scale_grad_by_measure_(actual, a, b, "min", rate, r=r, **extra)
+        else:
+            with ops.use_reference():
+                ops.foreach_scale_grad_by_measure_(actual, a, b, "min", rate, r=r, **extra)
+        for mine, theirs in zip(actual, expected):
+            torch.testing.assert_close(mine, theirs, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, pattern",
+    [
+        (dict(a=[torch.rand(3)], b=[None, None]), ValueError, "one entry per gradient"),
+        (dict(a=[torch.rand(4)], b=[None]), ValueError, "`a` must"),
+        (dict(a=[torch.rand(3)], b=[torch.rand(4)]), ValueError, "`b` must"),
+        (dict(a=[torch.rand(3)], b=[None], rate="adahat", r=[0.1, 0.2]), ValueError, "`r` must have one entry per gradient"),
+        (dict(a=[torch.rand(3)], b=[None], rate="adahat", r=0.0), ValueError, "`r` must be positive"),
+        (dict(a=[torch.rand(3).double()], b=[None]), TypeError, "`a` must have the dtype"),
+    ],
+)
+def test_foreach_bad_input_is_refused_with_the_argument_named(kwargs, error, pattern):
+    kwargs = {"rate": "hat", **kwargs}
+    for path in ("native", "reference"):
+        grads = [torch.randn(3, 5)]
+        if path == "native":
+            with pytest.raises(error, match=pattern):
+                ops.foreach_scale_grad_by_measure_(grads, **kwargs)
+        else:
+            with ops.use_reference(), pytest.raises(error, match=pattern):
+                ops.foreach_scale_grad_by_measure_(grads, **kwargs)
+
+
+@requires_native
+def test_foreach_opcheck_and_compile():
+    samples = sample_inputs()
+    grads = [torch.randn(shape) for _, _, shape in samples]
+    args = (grads, [a for a, _, _ in samples], [b for _, b, _ in samples], "max", "adahat", 0.0, [0.5] * len(samples))
+    torch.library.opcheck(torch.ops.clarena.foreach_scale_grad_by_measure_.default, args)
+
+    def adjust(grads):
+        grads = [grad.clone() for grad in grads]
+        ops.foreach_scale_grad_by_measure_(grads, args[1], args[2], "max", "adahat", r=0.5)
+        return grads
+
+    for mine, theirs in zip(torch.compile(adjust, fullgraph=True)(grads), adjust(grads)):
+        torch.testing.assert_close(mine, theirs)

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from clarena.backbones import state_hooks
 from clarena.backbones.arguments import check_choice
 from clarena.backbones.base import CLBackbone
-from clarena.ops import parameter_measure, scale_grad_by_measure_
+from clarena.ops import foreach_scale_grad_by_measure_, parameter_measure
 
 AGGREGATION_MODES = ("min", "max", "mean")
 ADJUSTMENT_RATES = ("hat", "hat_const_alpha", "adahat")
@@ -201,19 +201,20 @@ class HATMaskBackbone(CLBackbone):
         """
         check_choice("aggregation_mode", aggregation_mode, AGGREGATION_MODES)
         check_choice("mode", mode, ADJUSTMENT_RATES)
+        grads, a, b, rates = [], [], [], []
         preceding = None
         for name, layer in zip(self.weighted_layer_names, self._weighted_layers()):
             measure = neuron_wise_measure[name]
             layer_r = r[name] if isinstance(r, Mapping) else r
-            layer_r = None if layer_r is None else float(layer_r)
             for parameter, with_preceding in ((layer.weight, True), (layer.bias, False)):
                 if parameter is None or parameter.grad is None:
                     continue
-                grad = parameter.grad
-                a = measure.to(grad)
-                b = preceding.to(grad) if with_preceding and preceding is not None else None
-                scale_grad_by_measure_(grad, a, b, aggregation_mode, mode, alpha, layer_r)
+                grads.append(parameter.grad)
+                a.append(measure.to(parameter.grad))
+                b.append(preceding.to(parameter.grad) if with_preceding and preceding is not None else None)
+                rates.append(None if layer_r is None else float(layer_r))
             preceding = measure
+        foreach_scale_grad_by_measure_(grads, a, b, aggregation_mode, mode, alpha, rates)
 
     # ---------------------------------------------------------------------- state_dict hooks
     def _stored_mask_state(self) -> dict[str, Tensor]:

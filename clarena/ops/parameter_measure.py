@@ -58,6 +58,39 @@ def scale_grad_by_measure_(
         reference.scale_grad_by_measure_(grad, a, b, aggregation, rate, alpha_value, r_value)
 
 
+def foreach_scale_grad_by_measure_(
+    grads: Sequence[torch.Tensor],
+    a: Sequence[torch.Tensor],
+    b: Sequence[torch.Tensor | None],
+    aggregation: str = "min",
+    rate: str = "hat",
+    alpha: float | None = None,
+    r: float | Sequence[float] | None = None,
+) -> None:
+    """`scale_grad_by_measure_` over lists of layers (`r` one float or one per gradient).
+
+    Natively this is one call for a whole backbone (the per-call cost, not the arithmetic,
+    dominates small layers); the kernel checks every entry and names the failing argument.
+    """
+    checks.check_choice("aggregation", aggregation, AGGREGATIONS)
+    checks.check_choice("rate", rate, RATES)
+    count = len(grads)
+    r_values = list(r) if isinstance(r, Sequence) else [r] * count
+    if len(r_values) != count:
+        raise ValueError(f"clarena: `r` must have one entry per gradient ({count}), got {len(r_values)}")
+    alpha_value = _check_scalar("alpha", alpha, needed=rate == "hat_const_alpha")
+    r_floats = [_check_scalar("r", value, needed=rate == "adahat") for value in r_values]
+    if rate == "adahat" and not all(value > 0 for value in r_floats):
+        raise ValueError(f"clarena: `r` must be positive for the 'adahat' rate, got {r}")
+    if count and native.runs_native(grads[0]):
+        torch.ops.clarena.foreach_scale_grad_by_measure_(list(grads), list(a), list(b), aggregation, rate, alpha_value, r_floats)
+        return
+    if not len(a) == len(b) == count:
+        raise ValueError(f"clarena: `grads`, `a` and `b` must have one entry per gradient, got {count}, {len(a)} and {len(b)}")
+    for grad, a_i, b_i, r_i in zip(grads, a, b, r_floats):
+        scale_grad_by_measure_(grad, a_i, b_i, aggregation, rate, alpha_value, r_i)
+
+
 def _check_scalar(name: str, value: float | None, needed: bool) -> float:
     if value is None:
         if needed:
@@ -94,3 +127,8 @@ if native.native_available():
     @torch.library.register_fake("clarena::scale_grad_by_measure_")
     def _scale_grad_by_measure_fake(grad, a, b, aggregation, rate, alpha, r):
         _check_args(grad, a, b, grad.shape)
+
+    @torch.library.register_fake("clarena::foreach_scale_grad_by_measure_")
+    def _foreach_scale_grad_by_measure_fake(grads, a, b, aggregation, rate, alpha, r):
+        for grad, a_i, b_i in zip(grads, a, b, strict=True):
+            _check_args(grad, a_i, b_i, grad.shape)

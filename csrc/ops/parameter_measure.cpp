@@ -1,6 +1,7 @@
 // Schemas of the HAT-family parameter-wise measure ops, and their shared argument checks.
 #include "ops/parameter_measure_checks.h"
 
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
 #include "common/checks.h"
@@ -29,11 +30,36 @@ LayerShape check_measure_args(const at::Tensor& target, const at::Tensor& a,
   return layer;
 }
 
+namespace {
+
+// The per-layer op over lists of layers: one call from Python for a whole backbone, each layer
+// dispatched to its device's kernel.
+void foreach_scale_grad_by_measure_(at::TensorList grads, at::TensorList a, const c10::List<std::optional<at::Tensor>>& b,
+                                    c10::string_view aggregation, c10::string_view rate, double alpha,
+                                    c10::ArrayRef<double> r) {
+  TORCH_CHECK_VALUE(a.size() == grads.size() && b.size() == grads.size() && r.size() == grads.size(),
+                    "clarena: `grads`, `a`, `b` and `r` must have one entry per gradient, got ", grads.size(), ", ",
+                    a.size(), ", ", b.size(), " and ", r.size());
+  static const auto scale = c10::Dispatcher::singleton()
+                                .findSchemaOrThrow("clarena::scale_grad_by_measure_", "")
+                                .typed<void(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                                            c10::string_view, c10::string_view, double, double)>();
+  for (size_t i = 0; i < grads.size(); ++i) scale.call(grads[i], a[i], b.get(i), aggregation, rate, alpha, r[i]);
+}
+
+}  // namespace
+
 TORCH_LIBRARY_FRAGMENT(clarena, m) {
   m.set_python_module("clarena.ops.parameter_measure");
   m.def("parameter_measure(Tensor a, Tensor? b, int[] weight_shape, str mode) -> Tensor");
   m.def("scale_grad_by_measure_(Tensor(a!) grad, Tensor a, Tensor? b, str aggregation, str rate, "
         "float alpha, float r) -> ()");
+  m.def("foreach_scale_grad_by_measure_(Tensor(a!)[] grads, Tensor[] a, Tensor?[] b, str aggregation, str rate, "
+        "float alpha, float[] r) -> ()");
+}
+
+TORCH_LIBRARY_IMPL(clarena, CompositeExplicitAutograd, m) {
+  m.impl("foreach_scale_grad_by_measure_", &foreach_scale_grad_by_measure_);
 }
 
 }  // namespace clarena::parameter_measure

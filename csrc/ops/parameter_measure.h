@@ -19,13 +19,14 @@ namespace clarena::parameter_measure {
 enum class Aggregation { Min, Max, Mean };
 enum class Rate { Hat, HatConstAlpha, AdaHat };
 
-// min and max propagate NaN, like torch.minimum / torch.maximum.
+// min and max propagate NaN, like torch.minimum / torch.maximum. `|` rather than `||`: no
+// branch, so CPU loops vectorise.
 template <Aggregation A, typename T>
 CLARENA_HOST_DEVICE T aggregate(T a, T b) {
   if constexpr (A == Aggregation::Min) {
-    return (a < b || a != a) ? a : b;
+    return ((a < b) | (a != a)) ? a : b;
   } else if constexpr (A == Aggregation::Max) {
-    return (a > b || a != a) ? a : b;
+    return ((a > b) | (a != a)) ? a : b;
   } else {
     return (a + b) / T(2);
   }

@@ -26,11 +26,13 @@ void fill_measure(const scalar_t* a, const scalar_t* b, scalar_t* out, LayerShap
       const opmath_t ai = a[i];
       if (b == nullptr) {
         for (int64_t k = 0; k < row_size; ++k) row[k] = static_cast<scalar_t>(ai);
-        continue;
-      }
-      for (int64_t j = 0; j < layer.cols; ++j) {
-        const scalar_t value = static_cast<scalar_t>(aggregate<A, opmath_t>(ai, b[j]));
-        for (int64_t k = 0; k < layer.inner; ++k) row[j * layer.inner + k] = value;
+      } else if (layer.inner == 1) {
+        for (int64_t j = 0; j < layer.cols; ++j) row[j] = static_cast<scalar_t>(aggregate<A, opmath_t>(ai, b[j]));
+      } else {
+        for (int64_t j = 0; j < layer.cols; ++j) {
+          const scalar_t value = static_cast<scalar_t>(aggregate<A, opmath_t>(ai, b[j]));
+          for (int64_t k = 0; k < layer.inner; ++k) row[j * layer.inner + k] = value;
+        }
       }
     }
   });
