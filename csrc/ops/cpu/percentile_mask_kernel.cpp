@@ -39,7 +39,9 @@ std::pair<scalar_t, scalar_t> select_pair(const scalar_t* x, int64_t n, int64_t 
   // Pass 1: per-chunk histograms of the top digit (chunks are fixed, so results do not depend on
   // the thread count).
   const int64_t chunks = (n + kChunk - 1) / kChunk;
-  std::vector<int64_t> histograms(chunks * kBins);
+  // Scratch comes from torch's allocator, so memory profiles see it.
+  const at::Tensor histogram_buffer = at::empty({chunks * kBins}, at::kLong);
+  int64_t* histograms = histogram_buffer.mutable_data_ptr<int64_t>();
   std::vector<char> chunk_has_nan(chunks, 0);
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
@@ -53,7 +55,7 @@ std::pair<scalar_t, scalar_t> select_pair(const scalar_t* x, int64_t n, int64_t 
         has_nan |= (x[i] != x[i]);
         ++lanes[i & 3][digit(to_key(x[i]), shift)];
       }
-      int64_t* h = histograms.data() + c * kBins;
+      int64_t* h = histograms + c * kBins;
       for (int bin = 0; bin < kBins; ++bin) h[bin] = int64_t(lanes[0][bin]) + lanes[1][bin] + lanes[2][bin] + lanes[3][bin];
       chunk_has_nan[c] = has_nan;
     }
@@ -71,11 +73,13 @@ std::pair<scalar_t, scalar_t> select_pair(const scalar_t* x, int64_t n, int64_t 
   // upper order statistic when the lower one is the bucket's largest.
   std::vector<int64_t> offsets(chunks + 1, 0);
   for (int64_t c = 0; c < chunks; ++c) offsets[c + 1] = offsets[c] + histograms[c * kBins + bucket];
-  std::vector<key_t> candidates(offsets[chunks]);
+  const at::Tensor candidate_buffer =
+      at::empty({offsets[chunks]}, sizeof(key_t) == sizeof(int32_t) ? at::kInt : at::kLong);
+  key_t* candidates = reinterpret_cast<key_t*>(candidate_buffer.mutable_data_ptr());
   std::vector<key_t> chunk_above(chunks, kNoKey);
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
-      key_t* out = candidates.data() + offsets[c];
+      key_t* out = candidates + offsets[c];
       key_t smallest_above = kNoKey;
       const int64_t stop = std::min(n, (c + 1) * kChunk);
       for (int64_t i = c * kChunk; i < stop; ++i) {
@@ -90,7 +94,7 @@ std::pair<scalar_t, scalar_t> select_pair(const scalar_t* x, int64_t n, int64_t 
   key_t above_key = *std::min_element(chunk_above.begin(), chunk_above.end());
 
   // Narrow the candidates digit by digit (serial: they are a small fraction unless ties abound).
-  int64_t count = static_cast<int64_t>(candidates.size());
+  int64_t count = offsets[chunks];
   int64_t rank = below - before;
   while (count > kSmallSelect && shift > 0) {
     shift = next_shift(shift);
@@ -107,10 +111,10 @@ std::pair<scalar_t, scalar_t> select_pair(const scalar_t* x, int64_t n, int64_t 
     count = kept;
     rank -= next_before;
   }
-  std::nth_element(candidates.begin(), candidates.begin() + rank, candidates.begin() + count);
+  std::nth_element(candidates, candidates + rank, candidates + count);
   const key_t below_key = candidates[rank];
   if (rank + 1 < count)
-    above_key = std::min(above_key, *std::min_element(candidates.begin() + rank + 1, candidates.begin() + count));
+    above_key = std::min(above_key, *std::min_element(candidates + rank + 1, candidates + count));
   const scalar_t lower = from_key<scalar_t>(below_key);
   return {lower, above == below ? lower : from_key<scalar_t>(above_key)};
 }
