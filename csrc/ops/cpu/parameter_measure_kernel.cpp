@@ -17,6 +17,12 @@ int64_t row_grain(const LayerShape& layer) {
 }
 
 template <Aggregation A, typename scalar_t>
+void fill_linear_row(scalar_t* __restrict__ row, const scalar_t* __restrict__ b, int64_t cols,
+                     at::opmath_type<scalar_t> ai) {
+  for (int64_t j = 0; j < cols; ++j) row[j] = static_cast<scalar_t>(aggregate<A, at::opmath_type<scalar_t>>(ai, b[j]));
+}
+
+template <Aggregation A, typename scalar_t>
 void fill_measure(const scalar_t* a, const scalar_t* b, scalar_t* out, LayerShape layer) {
   using opmath_t = at::opmath_type<scalar_t>;
   const int64_t row_size = layer.cols * layer.inner;
@@ -27,7 +33,7 @@ void fill_measure(const scalar_t* a, const scalar_t* b, scalar_t* out, LayerShap
       if (b == nullptr) {
         for (int64_t k = 0; k < row_size; ++k) row[k] = static_cast<scalar_t>(ai);
       } else if (layer.inner == 1) {
-        for (int64_t j = 0; j < layer.cols; ++j) row[j] = static_cast<scalar_t>(aggregate<A, opmath_t>(ai, b[j]));
+        fill_linear_row<A, scalar_t>(row, b, layer.cols, ai);
       } else {
         for (int64_t j = 0; j < layer.cols; ++j) {
           const scalar_t value = static_cast<scalar_t>(aggregate<A, opmath_t>(ai, b[j]));
@@ -38,9 +44,19 @@ void fill_measure(const scalar_t* a, const scalar_t* b, scalar_t* out, LayerShap
   });
 }
 
+// One row of a Linear weight's gradient: a function of its own, so the __restrict__ promise holds
+// inside the loop (through a lambda's captures the compiler loses it) and the loop vectorises.
 template <Aggregation A, Rate R, typename scalar_t>
-void scale_grad(scalar_t* grad, const scalar_t* a, const scalar_t* b, LayerShape layer,
-                at::opmath_type<scalar_t> alpha, at::opmath_type<scalar_t> r) {
+void scale_linear_row(scalar_t* __restrict__ row, const scalar_t* __restrict__ b, int64_t cols,
+                      at::opmath_type<scalar_t> ai, at::opmath_type<scalar_t> alpha, at::opmath_type<scalar_t> r) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  for (int64_t j = 0; j < cols; ++j)
+    row[j] = static_cast<scalar_t>(row[j] * rate<R, opmath_t>(aggregate<A, opmath_t>(ai, b[j]), alpha, r));
+}
+
+template <Aggregation A, Rate R, typename scalar_t>
+void scale_grad(scalar_t* grad, const scalar_t* a, const scalar_t* b, LayerShape layer, at::opmath_type<scalar_t> alpha,
+                at::opmath_type<scalar_t> r) {
   using opmath_t = at::opmath_type<scalar_t>;
   const int64_t row_size = layer.cols * layer.inner;
   at::parallel_for(0, layer.rows, row_grain(layer), [&](int64_t begin, int64_t end) {
@@ -51,8 +67,7 @@ void scale_grad(scalar_t* grad, const scalar_t* a, const scalar_t* b, LayerShape
         const opmath_t factor = rate<R, opmath_t>(ai, alpha, r);
         for (int64_t k = 0; k < row_size; ++k) row[k] = static_cast<scalar_t>(row[k] * factor);
       } else if (layer.inner == 1) {
-        for (int64_t j = 0; j < layer.cols; ++j)
-          row[j] = static_cast<scalar_t>(row[j] * rate<R, opmath_t>(aggregate<A, opmath_t>(ai, b[j]), alpha, r));
+        scale_linear_row<A, R, scalar_t>(row, b, layer.cols, ai, alpha, r);
       } else {
         for (int64_t j = 0; j < layer.cols; ++j) {
           const opmath_t factor = rate<R, opmath_t>(aggregate<A, opmath_t>(ai, b[j]), alpha, r);
