@@ -30,6 +30,15 @@ LayerShape check_measure_args(const at::Tensor& target, const at::Tensor& a,
   return layer;
 }
 
+ScaleGradCall check_scale_grad_args(const at::Tensor& grad, const at::Tensor& a, const std::optional<at::Tensor>& b,
+                                    c10::string_view aggregation, c10::string_view rate) {
+  ScaleGradCall call{parse_aggregation(aggregation), parse_rate(rate), {}};
+  CLARENA_CHECK_FLOATING(grad);
+  CLARENA_CHECK_SAME_DTYPE(a, grad);
+  call.layer = check_measure_args(grad, a, b, grad.sizes());
+  return call;
+}
+
 namespace {
 
 // The per-layer op over lists of layers: one call from Python for a whole backbone, each layer

@@ -5,7 +5,6 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include "common/checks.h"
 #include "ops/parameter_measure.h"
 #include "ops/parameter_measure_checks.h"
 
@@ -100,11 +99,7 @@ at::Tensor parameter_measure_cpu(const at::Tensor& a, const std::optional<at::Te
 void scale_grad_by_measure_cpu(const at::Tensor& grad, const at::Tensor& a, const std::optional<at::Tensor>& b,
                                c10::string_view aggregation_name, c10::string_view rate_name, double alpha,
                                double r) {
-  const Aggregation aggregation = parse_aggregation(aggregation_name);
-  const Rate kind = parse_rate(rate_name);
-  CLARENA_CHECK_FLOATING(grad);
-  CLARENA_CHECK_SAME_DTYPE(a, grad);
-  const LayerShape layer = check_measure_args(grad, a, b, grad.sizes());
+  const ScaleGradCall call = check_scale_grad_args(grad, a, b, aggregation_name, rate_name);
   if (grad.numel() == 0) return;
   // A non-contiguous gradient is scaled in a contiguous copy, then written back.
   at::Tensor target = grad.is_contiguous() ? grad : grad.contiguous();
@@ -112,11 +107,11 @@ void scale_grad_by_measure_cpu(const at::Tensor& grad, const at::Tensor& a, cons
   const at::Tensor b_c = b.has_value() ? b->contiguous() : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "scale_grad_by_measure_cpu", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
-    dispatch_aggregation(aggregation, [&](auto agg) {
-      dispatch_rate(kind, [&](auto rate_kind) {
+    dispatch_aggregation(call.aggregation, [&](auto agg) {
+      dispatch_rate(call.rate, [&](auto rate_kind) {
         scale_grad<decltype(agg)::value, decltype(rate_kind)::value, scalar_t>(
             target.mutable_data_ptr<scalar_t>(), a_c.const_data_ptr<scalar_t>(),
-            b_c.defined() ? b_c.const_data_ptr<scalar_t>() : nullptr, layer, static_cast<opmath_t>(alpha),
+            b_c.defined() ? b_c.const_data_ptr<scalar_t>() : nullptr, call.layer, static_cast<opmath_t>(alpha),
             static_cast<opmath_t>(r));
       });
     });
