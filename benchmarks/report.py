@@ -401,7 +401,7 @@ def run_interleaved(args: argparse.Namespace, raw_path: Path) -> int:
             try:
                 workload = builder()
             except Exception as error:  # noqa: BLE001
-                texts.append(f"== {row.label} [{impl}]: could not build the workload: {error}")
+                print(f"  {label}: could not build the workload: {error}", flush=True)
                 continue
             with workload.path():
                 probe = conftest.Runner._probe(workload)

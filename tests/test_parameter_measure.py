@@ -1,6 +1,6 @@
 import pytest
 import torch
-from op_helpers import DEVICES, non_contiguous, requires_native, run_both
+from op_helpers import DEVICES, requires_native, run_both
 
 from clarena import ops
 
