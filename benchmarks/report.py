@@ -57,7 +57,7 @@ class Target:
 
 
 def targets_for(group: str, row: str) -> list[Target]:
-    """Issue 4's targets of one report row (`row` is the backbone name for step groups)."""
+    """The speed targets of one report row (`row` is the backbone name for step groups)."""
     if group == "percentile_mask n=2^23":
         return [Target("reference/native", ">=", 10), Target("native/limit", "<=", 3)]
     if group.startswith("hat_adjustment"):

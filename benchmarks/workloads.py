@@ -48,7 +48,8 @@ class Arch:
     num_batches: int
 
 
-# PermutedMNIST: 421 batches of 128 per epoch; Split CIFAR-100: 35 batches of 64 (spec section 9).
+# PermutedMNIST: 421 batches of 128 per epoch; Split CIFAR-100: 35 batches of 64 (CLArena's
+# example experiment configs).
 ARCHS = {
     "mlp": Arch("mlp 784-256-100-64 b128", (784,), 128, 421),
     "resnet18": Arch("resnet18 3x32x32 b64", (3, 32, 32), 64, 35),

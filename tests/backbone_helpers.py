@@ -1,7 +1,7 @@
 """Shared helpers of the backbone tests: literal re-statements of CLArena's formulas (the oracle).
 
 Each `clarena_*` function recomputes what CLArena's code computes, with plain tensor ops on the
-parameters of a backbone under test (spec: /work/shared/spec/clarena-backbones.md).
+parameters of a backbone under test (CLArena's `clarena/backbones/*.py`, commit bf58528).
 """
 
 import copy

@@ -1,4 +1,5 @@
-"""HAT (Serra et al., 2018) on `HATMaskMLP`, with CLArena's training step (spec section 6.1).
+"""HAT (Serra et al., 2018) on `HATMaskMLP`, with CLArena's training step
+(`clarena/cl_algorithms/hat.py` in CLArena).
 
 Each task learns a unit mask per layer (a sigmoid of a task embedding, annealed from 1/s_max to
 s_max within each epoch). Weights joining two units that an earlier task uses get no gradient,
