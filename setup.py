@@ -1,4 +1,4 @@
-"""Build clarena's native operator library, `clarena._C`.
+"""Build clarena's native operator library, `clarena_backbones._C`, and ship `clarena_backbones.pth`.
 
 Environment switches (the resolved configuration is printed at build time):
   FORCE_CUDA=1            build the CUDA kernels even when no GPU is visible
@@ -14,6 +14,7 @@ import sys
 
 import torch
 from setuptools import setup
+from setuptools.command.build_py import build_py
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -99,7 +100,7 @@ def get_extensions():
 
     return [
         extension(
-            "clarena._C",
+            "clarena_backbones._C",
             sources,
             include_dirs=include_dirs,
             extra_compile_args=extra_compile_args,
@@ -109,8 +110,22 @@ def get_extensions():
     ]
 
 
+PTH_FILE = "clarena_backbones.pth"
+
+
+class build_py_with_pth(build_py):
+    """Also put `clarena_backbones.pth` at the top of site-packages: at interpreter start it installs
+    the finder that serves `clarena.backbones` from `clarena_backbones` (`_clarena_backbones_hook`)."""
+
+    def run(self) -> None:
+        super().run()
+        # An editable wheel is assembled from the install directory, not from build_lib.
+        target = self.get_finalized_command("install").install_lib if self.editable_mode else self.build_lib
+        self.copy_file(os.path.join(ROOT, PTH_FILE), os.path.join(target, PTH_FILE), preserve_mode=False)
+
+
 setup(
     ext_modules=get_extensions(),
-    cmdclass={"build_ext": BuildExtension},
+    cmdclass={"build_ext": BuildExtension, "build_py": build_py_with_pth},
     options={"bdist_wheel": {"py_limited_api": "cp310"}},
 )

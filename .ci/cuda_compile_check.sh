@@ -92,7 +92,7 @@ import warnings
 import torch
 
 warnings.simplefilter("error", RuntimeWarning)  # clarena warns (not fails) when _C does not load
-import clarena  # noqa: E402
+import clarena_backbones as clarena  # noqa: E402
 
 here = os.path.realpath(os.getcwd())
 if not os.path.realpath(clarena.__file__).startswith(here + os.sep):

@@ -40,7 +40,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from clarena import ops
+from clarena_backbones import ops
 
 NUM_THREADS = 2  # the protocol; --bench-threads overrides it for diagnosis only
 
@@ -91,7 +91,7 @@ def _seed() -> None:
 def native_build() -> str | None:
     """Which native library this process loaded: sha256 prefix and modification time of the file."""
     try:
-        from clarena import _C
+        from clarena_backbones import _C
     except ImportError:
         return None
     path = Path(_C.__file__)

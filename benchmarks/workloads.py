@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clarena import ops
+from clarena_backbones import ops
 
 DTYPE = torch.float32
 KEEP = 0.7  # WSN's mask_percentage: fraction of parameters kept
@@ -130,7 +130,7 @@ def group_hat_adjustment(backbone_name: str) -> str:
 
 def build_backbone(name: str) -> nn.Module:
     """The benchmarked configuration of a backbone class (CLArena's typical configs, BN off)."""
-    from clarena import backbones
+    from clarena_backbones import backbones
 
     cls = getattr(backbones, name)
     if name.endswith("MLP"):

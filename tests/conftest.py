@@ -1,3 +1,4 @@
+import _clarena_backbones_hook  # noqa: F401  (the tests import the public clarena.* names)
 import pytest
 import torch
 

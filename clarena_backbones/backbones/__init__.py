@@ -8,27 +8,27 @@ AmnesiacHAT and WSN-masked versions. The per-step masking work runs in `clarena.
 The documentation's `ResNet52`, `CLResNet52` and `HATMaskResNet52` name the 50-layer classes.
 """
 
-from clarena.backbones.amnesiac_hat_backbone import AmnesiacHATBackbone
-from clarena.backbones.amnesiac_hat_mlp import AmnesiacHATMLP
-from clarena.backbones.amnesiac_hat_resnet import (
+from clarena_backbones.backbones.amnesiac_hat_backbone import AmnesiacHATBackbone
+from clarena_backbones.backbones.amnesiac_hat_mlp import AmnesiacHATMLP
+from clarena_backbones.backbones.amnesiac_hat_resnet import (
     AmnesiacHATResNet18,
     AmnesiacHATResNet34,
     AmnesiacHATResNet50,
     AmnesiacHATResNet101,
     AmnesiacHATResNet152,
 )
-from clarena.backbones.base import Backbone, CLBackbone
-from clarena.backbones.hat_mask_backbone import HATMaskBackbone
-from clarena.backbones.hat_mask_mlp import HATMaskMLP
-from clarena.backbones.hat_mask_resnet import (
+from clarena_backbones.backbones.base import Backbone, CLBackbone
+from clarena_backbones.backbones.hat_mask_backbone import HATMaskBackbone
+from clarena_backbones.backbones.hat_mask_mlp import HATMaskMLP
+from clarena_backbones.backbones.hat_mask_resnet import (
     HATMaskResNet18,
     HATMaskResNet34,
     HATMaskResNet50,
     HATMaskResNet101,
     HATMaskResNet152,
 )
-from clarena.backbones.mlp import CLMLP, MLP
-from clarena.backbones.resnet import (
+from clarena_backbones.backbones.mlp import CLMLP, MLP
+from clarena_backbones.backbones.resnet import (
     CLResNet18,
     CLResNet34,
     CLResNet50,
@@ -40,9 +40,9 @@ from clarena.backbones.resnet import (
     ResNet101,
     ResNet152,
 )
-from clarena.backbones.wsn_mask_backbone import WSNMaskBackbone
-from clarena.backbones.wsn_mask_mlp import WSNMaskMLP
-from clarena.backbones.wsn_mask_resnet import (
+from clarena_backbones.backbones.wsn_mask_backbone import WSNMaskBackbone
+from clarena_backbones.backbones.wsn_mask_mlp import WSNMaskMLP
+from clarena_backbones.backbones.wsn_mask_resnet import (
     WSNMaskResNet18,
     WSNMaskResNet34,
     WSNMaskResNet50,

@@ -4,8 +4,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from clarena.backbones import state_hooks
-from clarena.backbones.hat_mask_backbone import HATMaskBackbone
+from clarena_backbones.backbones import state_hooks
+from clarena_backbones.backbones.hat_mask_backbone import HATMaskBackbone
 
 
 # (feature, mask, activations), and with backups (feature, backup_features, mask, activations)

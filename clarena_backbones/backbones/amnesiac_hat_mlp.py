@@ -5,11 +5,11 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from clarena.backbones.amnesiac_hat_backbone import AmnesiacHATBackbone, route
-from clarena.backbones.arguments import batch_normalization_argument
-from clarena.backbones.base import activate
-from clarena.backbones.hat_mask_mlp import HATMaskMLP
-from clarena.backbones.mlp import MLP
+from clarena_backbones.backbones.amnesiac_hat_backbone import AmnesiacHATBackbone, route
+from clarena_backbones.backbones.arguments import batch_normalization_argument
+from clarena_backbones.backbones.base import activate
+from clarena_backbones.backbones.hat_mask_mlp import HATMaskMLP
+from clarena_backbones.backbones.mlp import MLP
 
 
 class AmnesiacHATMLP(AmnesiacHATBackbone, HATMaskMLP):

@@ -4,15 +4,15 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from clarena.backbones.amnesiac_hat_backbone import AmnesiacHATBackbone, route
-from clarena.backbones.arguments import batch_normalization_argument, hat_batch_normalization
-from clarena.backbones.base import activate
-from clarena.backbones.hat_mask_resnet import (
+from clarena_backbones.backbones.amnesiac_hat_backbone import AmnesiacHATBackbone, route
+from clarena_backbones.backbones.arguments import batch_normalization_argument, hat_batch_normalization
+from clarena_backbones.backbones.base import activate
+from clarena_backbones.backbones.hat_mask_resnet import (
     HATMaskResNetBase,
     HATMaskResNetBlockLarge,
     HATMaskResNetBlockSmall,
 )
-from clarena.backbones.resnet import (
+from clarena_backbones.backbones.resnet import (
     ResNetBase,
     ResNetBlockLarge,
     ResNetBlockSmall,

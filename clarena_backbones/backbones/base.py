@@ -5,8 +5,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from clarena.backbones.arguments import warn_unknown_keywords
-from clarena.ops import unit_mask
+from clarena_backbones.backbones.arguments import warn_unknown_keywords
+from clarena_backbones.ops import unit_mask
 
 
 def activate(x: Tensor, mask: Tensor | None, activation: nn.Module | None) -> Tensor:
@@ -136,10 +136,10 @@ class TaskIdForward:
 
 # CLArena defines every base class in `base.py`; they live in their own modules here.
 _MOVED = {
-    "HATMaskBackbone": "clarena.backbones.hat_mask_backbone",
-    "AmnesiacHATBackbone": "clarena.backbones.amnesiac_hat_backbone",
-    "WSNMaskBackbone": "clarena.backbones.wsn_mask_backbone",
-    "PercentileLayerParameterMaskingByScore": "clarena.backbones.wsn_mask_backbone",
+    "HATMaskBackbone": "clarena_backbones.backbones.hat_mask_backbone",
+    "AmnesiacHATBackbone": "clarena_backbones.backbones.amnesiac_hat_backbone",
+    "WSNMaskBackbone": "clarena_backbones.backbones.wsn_mask_backbone",
+    "PercentileLayerParameterMaskingByScore": "clarena_backbones.backbones.wsn_mask_backbone",
 }
 
 

@@ -6,10 +6,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from clarena.backbones import state_hooks
-from clarena.backbones.arguments import check_choice
-from clarena.backbones.base import CLBackbone
-from clarena.ops import foreach_scale_grad_by_measure_, parameter_measure
+from clarena_backbones.backbones import state_hooks
+from clarena_backbones.backbones.arguments import check_choice
+from clarena_backbones.backbones.base import CLBackbone
+from clarena_backbones.ops import foreach_scale_grad_by_measure_, parameter_measure
 
 AGGREGATION_MODES = ("min", "max", "mean")
 ADJUSTMENT_RATES = ("hat", "hat_const_alpha", "adahat")

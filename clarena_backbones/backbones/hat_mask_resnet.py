@@ -10,10 +10,10 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from clarena.backbones.arguments import batch_normalization_argument, hat_batch_normalization
-from clarena.backbones.hat_mask_backbone import HATMaskBackbone
-from clarena.backbones.independent_bn import IndependentBatchNorm
-from clarena.backbones.resnet import (
+from clarena_backbones.backbones.arguments import batch_normalization_argument, hat_batch_normalization
+from clarena_backbones.backbones.hat_mask_backbone import HATMaskBackbone
+from clarena_backbones.backbones.independent_bn import IndependentBatchNorm
+from clarena_backbones.backbones.resnet import (
     ResNetBase,
     ResNetBlockLarge,
     ResNetBlockSmall,

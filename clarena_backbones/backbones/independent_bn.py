@@ -11,7 +11,7 @@ from copy import deepcopy
 
 from torch import nn
 
-from clarena.backbones import state_hooks
+from clarena_backbones.backbones import state_hooks
 
 TEST_STAGES = ("test", "unlearning_test")
 

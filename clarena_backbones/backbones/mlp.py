@@ -6,8 +6,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from clarena.backbones.arguments import batch_normalization_argument
-from clarena.backbones.base import Backbone, CLBackbone, TaskIdForward, activate
+from clarena_backbones.backbones.arguments import batch_normalization_argument
+from clarena_backbones.backbones.base import Backbone, CLBackbone, TaskIdForward, activate
 
 # computes a weighted layer: (layer name, nn.Linear, input) -> pre-activation
 LayerCall = Callable[[str, nn.Linear, Tensor], Tensor]

@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from clarena.backbones.arguments import batch_normalization_argument
-from clarena.backbones.base import Backbone, CLBackbone, TaskIdForward, activate
+from clarena_backbones.backbones.arguments import batch_normalization_argument
+from clarena_backbones.backbones.base import Backbone, CLBackbone, TaskIdForward, activate
 
 STAGE_NAMES = ("conv2x", "conv3x", "conv4x", "conv5x")
 STAGE_STRIDES = (1, 2, 2, 2)

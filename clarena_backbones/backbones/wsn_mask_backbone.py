@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from clarena.backbones import state_hooks
-from clarena.backbones.arguments import check_choice
-from clarena.backbones.base import CLBackbone
-from clarena.ops import masked_conv2d, masked_linear, masked_weight, native, pack_mask, percentile_mask, unpack_mask
+from clarena_backbones.backbones import state_hooks
+from clarena_backbones.backbones.arguments import check_choice
+from clarena_backbones.backbones.base import CLBackbone
+from clarena_backbones.ops import masked_conv2d, masked_linear, masked_weight, native, pack_mask, percentile_mask, unpack_mask
 
 WeightMasks = dict[str, Tensor]
 BiasMasks = dict[str, Tensor | None]

@@ -6,8 +6,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from clarena.backbones.mlp import MLP, LayerCall
-from clarena.backbones.wsn_mask_backbone import WSNMaskBackbone
+from clarena_backbones.backbones.mlp import MLP, LayerCall
+from clarena_backbones.backbones.wsn_mask_backbone import WSNMaskBackbone
 
 
 def refuse_batch_normalization(owner: type, kwargs: dict[str, Any]) -> None:

@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from clarena.backbones.arguments import batch_normalization_argument
-from clarena.backbones.resnet import (
+from clarena_backbones.backbones.arguments import batch_normalization_argument
+from clarena_backbones.backbones.resnet import (
     ConvCall,
     ResNetBase,
     ResNetBlockLarge,
@@ -19,7 +19,7 @@ from clarena.backbones.resnet import (
     architecture,
     depth_variants,
 )
-from clarena.backbones.wsn_mask_backbone import WSNMaskBackbone
+from clarena_backbones.backbones.wsn_mask_backbone import WSNMaskBackbone
 
 
 class WSNMaskResNetBase(WSNMaskBackbone, ResNetBase):

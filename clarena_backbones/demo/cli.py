@@ -5,11 +5,11 @@ from pathlib import Path
 
 import torch
 
-import clarena.ops
-from clarena.demo.config import DemoConfig
-from clarena.demo.data import BENCHMARKS, MAX_TASKS, load_benchmark
-from clarena.demo.report import MethodResult, format_header, format_method, format_summary, write_json, write_png
-from clarena.demo.training import METHODS, run_method, warm_up
+import clarena_backbones.ops
+from clarena_backbones.demo.config import DemoConfig
+from clarena_backbones.demo.data import BENCHMARKS, MAX_TASKS, load_benchmark
+from clarena_backbones.demo.report import MethodResult, format_header, format_method, format_summary, write_json, write_png
+from clarena_backbones.demo.training import METHODS, run_method, warm_up
 
 DESCRIPTION = """\
 Train continual-learning models on scikit-learn's handwritten digits (real 8x8 images, no download)
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:  # a task count the benchmark does not have
         parser.error(str(error))
 
-    native = clarena.ops.native_available()
+    native = clarena_backbones.ops.native_available()
     print(format_header(config, tasks, native), end="\n\n", flush=True)
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)

@@ -2,8 +2,8 @@
 
 import torch
 
-from clarena.backbones import CLMLP
-from clarena.demo.method import Method
+from clarena_backbones.backbones import CLMLP
+from clarena_backbones.demo.method import Method
 
 
 class Finetune(Method):

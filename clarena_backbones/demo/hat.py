@@ -8,9 +8,9 @@ so the units earlier tasks rely on keep computing exactly what they computed.
 
 import torch
 
-from clarena.backbones import HATMaskMLP
-from clarena.backbones.hat_mask_backbone import anneal_scale
-from clarena.demo.method import Method
+from clarena_backbones.backbones import HATMaskMLP
+from clarena_backbones.backbones.hat_mask_backbone import anneal_scale
+from clarena_backbones.demo.method import Method
 
 
 class HAT(Method):

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clarena.demo.config import DemoConfig
+from clarena_backbones.demo.config import DemoConfig
 
 
 class Method:

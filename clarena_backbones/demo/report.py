@@ -4,10 +4,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from clarena.demo.config import DemoConfig
-from clarena.demo.data import Task
-from clarena.demo.metrics import average_accuracy, average_forgetting
-from clarena.demo.training import Run
+from clarena_backbones.demo.config import DemoConfig
+from clarena_backbones.demo.data import Task
+from clarena_backbones.demo.metrics import average_accuracy, average_forgetting
+from clarena_backbones.demo.training import Run
 
 
 @dataclass(frozen=True)

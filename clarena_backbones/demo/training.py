@@ -11,14 +11,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-import clarena.ops
-from clarena.demo.config import DemoConfig
-from clarena.demo.data import Task
-from clarena.demo.finetune import Finetune
-from clarena.demo.hat import HAT
-from clarena.demo.method import Method
-from clarena.demo.metrics import AccuracyMatrix
-from clarena.demo.wsn import WSN
+import clarena_backbones.ops
+from clarena_backbones.demo.config import DemoConfig
+from clarena_backbones.demo.data import Task
+from clarena_backbones.demo.finetune import Finetune
+from clarena_backbones.demo.hat import HAT
+from clarena_backbones.demo.method import Method
+from clarena_backbones.demo.metrics import AccuracyMatrix
+from clarena_backbones.demo.wsn import WSN
 
 METHODS: dict[str, type[Method]] = {method.name: method for method in (Finetune, HAT, WSN)}
 
@@ -72,7 +72,7 @@ class _Path:
     def _timed(self):
         torch.set_rng_state(self.rng_state)
         start = time.perf_counter()
-        with clarena.ops.use_reference() if self.reference else contextlib.nullcontext():
+        with clarena_backbones.ops.use_reference() if self.reference else contextlib.nullcontext():
             yield
         self.seconds += time.perf_counter() - start
         self.rng_state = torch.get_rng_state()

@@ -7,8 +7,8 @@ A task's subnetwork is stored at 1 bit per weight and is all it needs at test ti
 
 import torch
 
-from clarena.backbones import WSNMaskMLP
-from clarena.demo.method import Method
+from clarena_backbones.backbones import WSNMaskMLP
+from clarena_backbones.demo.method import Method
 
 
 class WSN(Method):

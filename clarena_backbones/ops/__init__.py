@@ -5,12 +5,12 @@ has a kernel for the tensor's device, else its pure-PyTorch reference (`clarena.
 `use_reference()` forces the reference inside a block.
 """
 
-from clarena.ops.mask_packing import pack_mask, unpack_mask
-from clarena.ops.masked_weight import masked_conv2d, masked_linear, masked_weight
-from clarena.ops.native import native_available, use_reference
-from clarena.ops.parameter_measure import foreach_scale_grad_by_measure_, parameter_measure, scale_grad_by_measure_
-from clarena.ops.percentile_mask import percentile_mask
-from clarena.ops.unit_mask import unit_mask
+from clarena_backbones.ops.mask_packing import pack_mask, unpack_mask
+from clarena_backbones.ops.masked_weight import masked_conv2d, masked_linear, masked_weight
+from clarena_backbones.ops.native import native_available, use_reference
+from clarena_backbones.ops.parameter_measure import foreach_scale_grad_by_measure_, parameter_measure, scale_grad_by_measure_
+from clarena_backbones.ops.percentile_mask import percentile_mask
+from clarena_backbones.ops.unit_mask import unit_mask
 
 __all__ = [
     "foreach_scale_grad_by_measure_",

@@ -2,7 +2,7 @@
 
 import torch
 
-from clarena.ops import checks
+from clarena_backbones.ops import checks
 
 _BIT_WEIGHTS = (1, 2, 4, 8, 16, 32, 64, 128)
 

@@ -7,7 +7,7 @@ The elementwise masking is the op; its backward gives the weight `grad * mask` a
 import torch
 import torch.nn.functional as F
 
-from clarena.ops import checks, native, reference
+from clarena_backbones.ops import checks, native, reference
 
 
 def masked_weight(weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import torch
 
 try:
-    from clarena import _C  # noqa: F401  (loading it registers torch.ops.clarena.*)
+    from clarena_backbones import _C  # noqa: F401  (loading it registers torch.ops.clarena.*)
 
     _LOAD_ERROR: BaseException | None = None
 except (ImportError, OSError) as error:  # missing build, or an ABI mismatch with this torch

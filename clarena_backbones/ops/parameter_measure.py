@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 import torch
 
-from clarena.ops import checks, native, reference
-from clarena.ops.reference import AGGREGATIONS, RATES
+from clarena_backbones.ops import checks, native, reference
+from clarena_backbones.ops.reference import AGGREGATIONS, RATES
 
 
 def parameter_measure(

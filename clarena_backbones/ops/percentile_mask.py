@@ -2,7 +2,7 @@
 
 import torch
 
-from clarena.ops import checks, native, reference
+from clarena_backbones.ops import checks, native, reference
 
 
 def percentile_mask(score: torch.Tensor, keep: float) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 import torch
 
-from clarena.ops import checks, native, reference
+from clarena_backbones.ops import checks, native, reference
 
 # Inputs smaller than this run the reference's two ATen ops: on such tensors the custom op's
 # fixed cost (its Python-registered autograd, about 20 us a call) exceeds the arithmetic it
