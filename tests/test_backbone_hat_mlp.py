@@ -375,3 +375,43 @@ def test_forward_does_not_scan_modules(monkeypatch):
     monkeypatch.setattr(backbone, "named_modules", fail)
     for stage in ("train", "validation", "test", "unlearning_test"):
         backbone(vectors(), stage, S_MAX, 2, 10, test_task_id=1)
+
+
+def test_clarena_1_1_checkpoint_with_its_unused_batch_norm_loads_strictly():
+    # CLArena 1.1.0's HATMaskMLP builds `fc_bn` whatever `batch_normalization` is: its default
+    # checkpoint is the MLP keys with BatchNorm, plus the task embeddings.
+    keys = expected_mlp_keys(batch_normalization=True)
+    keys.update({f"task_embedding_t.fc/{i}.weight": (1, width) for i, width in enumerate((32, 16, 8))})
+    generator = torch.Generator().manual_seed(0)
+    checkpoint = {key: torch.rand(shape, generator=generator) for key, shape in keys.items()}
+    backbone = B.HATMaskMLP(20, [32, 16], 8, gate="sigmoid")
+    backbone.load_state_dict(checkpoint, strict=True)
+    state = backbone.state_dict()
+    assert set(state) == {key for key in keys if not key.startswith("fc_bn.")}
+    for key, value in state.items():
+        assert torch.equal(value, checkpoint[key])
+    # with BatchNorm the keys are used, so they must fit
+    with_bn = B.HATMaskMLP(20, [32, 16], 8, gate="sigmoid", batch_normalization="shared")
+    with_bn.load_state_dict(checkpoint, strict=True)
+    assert torch.equal(with_bn.fc_bn[1].running_mean, checkpoint["fc_bn.1.running_mean"])
+    checkpoint["fc_bn.1.running_mean"] = torch.zeros(3)
+    with pytest.raises(RuntimeError, match="fc_bn.1.running_mean"):
+        with_bn.load_state_dict(checkpoint, strict=True)
+
+
+def test_stored_masks_answer_int_and_string_task_ids():
+    # CLArena 1.1.0's AdaHAT and FG-AdaHAT read `backbone.masks[f"{task_id}"]` at a task's end
+    backbone = B.HATMaskMLP(20, [32, 16], 8, gate="sigmoid")
+    backbone.setup_task_id(1)
+    mask = backbone.store_mask()
+    assert backbone.masks["1"] is backbone.masks[1] and backbone.masks["1"]["fc/0"] is mask["fc/0"]
+    assert "1" in backbone.masks and 1 in backbone.masks and "2" not in backbone.masks
+    assert backbone.masks.get("1") is backbone.masks[1] and backbone.masks.get("2") is None
+    assert list(backbone.masks) == [1]
+    with pytest.raises(KeyError):
+        backbone.masks["2"]
+    # the saved keys are unchanged, and a loaded backbone answers both too
+    assert "stored_masks.1.fc/0" in backbone.state_dict()
+    fresh = B.HATMaskMLP(20, [32, 16], 8, gate="sigmoid")
+    fresh.load_state_dict(backbone.state_dict())
+    assert torch.equal(fresh.masks["1"]["fc/2"], mask["fc/2"])

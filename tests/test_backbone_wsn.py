@@ -282,3 +282,13 @@ def test_resnet18_structure_and_forward():
         for _ in range(2):
             feature = backbone(x, "test", 0.5, test_mask=1)[0]
             torch.testing.assert_close(feature, masked_plain_copy(backbone, weight_mask, bias_mask)(x)[0])
+
+
+def test_stored_masks_answer_int_and_string_task_ids():
+    backbone = B.WSNMaskMLP(20, [32, 16], 8)
+    backbone.setup_task_id(1)
+    backbone.store_mask(1, 0.5)
+    assert backbone.masks["1"] is backbone.masks[1] and list(backbone.masks) == [1]
+    fresh = B.WSNMaskMLP(20, [32, 16], 8)
+    fresh.load_state_dict(backbone.state_dict())
+    assert "1" in fresh.masks and list(fresh.masks) == [1]

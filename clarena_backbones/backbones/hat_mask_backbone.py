@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from clarena_backbones.backbones import state_hooks
 from clarena_backbones.backbones.arguments import check_choice
 from clarena_backbones.backbones.base import CLBackbone
+from clarena_backbones.backbones.stored_masks import StoredMasks
 from clarena_backbones.ops import foreach_scale_grad_by_measure_, parameter_measure
 
 AGGREGATION_MODES = ("min", "max", "mean")
@@ -54,7 +55,7 @@ class HATMaskBackbone(CLBackbone):
         self.gate: str = gate
         self.gate_fn: nn.Module = nn.Sigmoid()
         self.task_embedding_t: nn.ModuleDict = nn.ModuleDict()
-        self.masks: dict[int, dict[str, Tensor]] = {}
+        self.masks: StoredMasks = StoredMasks()
         # True for blocks inside a larger HAT backbone, whose root saves and loads the masks.
         self._masks_saved_by_parent = False
         self._embedding_cache: tuple[Any, list[nn.Embedding], list[int]] | None = None
@@ -202,9 +203,10 @@ class HATMaskBackbone(CLBackbone):
         check_choice("aggregation_mode", aggregation_mode, AGGREGATION_MODES)
         check_choice("mode", mode, ADJUSTMENT_RATES)
         grads, a, b, rates = [], [], [], []
-        preceding = None
         for name, layer in zip(self.weighted_layer_names, self._weighted_layers()):
             measure = neuron_wise_measure[name]
+            preceding_name = self.preceding_layer_name(name)
+            preceding = None if preceding_name is None else neuron_wise_measure[preceding_name]
             layer_r = r[name] if isinstance(r, Mapping) else r
             for parameter, with_preceding in ((layer.weight, True), (layer.bias, False)):
                 if parameter is None or parameter.grad is None:
@@ -213,7 +215,6 @@ class HATMaskBackbone(CLBackbone):
                 a.append(measure.to(parameter.grad))
                 b.append(preceding.to(parameter.grad) if with_preceding and preceding is not None else None)
                 rates.append(None if layer_r is None else float(layer_r))
-            preceding = measure
         foreach_scale_grad_by_measure_(grads, a, b, aggregation_mode, mode, alpha, rates)
 
     # ---------------------------------------------------------------------- state_dict hooks
@@ -231,10 +232,10 @@ class HATMaskBackbone(CLBackbone):
             masks.setdefault(int(task_id), {})[name] = mask
         for module in self.modules():
             if isinstance(module, HATMaskBackbone):
-                module.masks = {
-                    task_id: {name: mask_t[name] for name in module.weighted_layer_names if name in mask_t}
+                module.masks = StoredMasks(
+                    (task_id, {name: mask_t[name] for name in module.weighted_layer_names if name in mask_t})
                     for task_id, mask_t in masks.items()
-                }
+                )
 
     def _per_task_module_factories(self) -> state_hooks.ModuleFactories:
         return {}

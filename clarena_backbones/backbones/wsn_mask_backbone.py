@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from clarena_backbones.backbones import state_hooks
 from clarena_backbones.backbones.arguments import check_choice
 from clarena_backbones.backbones.base import CLBackbone
+from clarena_backbones.backbones.stored_masks import StoredMasks
 from clarena_backbones.ops import masked_conv2d, masked_linear, masked_weight, native, pack_mask, percentile_mask, unpack_mask
 
 WeightMasks = dict[str, Tensor]
@@ -91,7 +92,7 @@ class WSNMaskBackbone(CLBackbone):
         self.gate_fn = PercentileLayerParameterMaskingByScore
         self.weight_score_t: nn.ModuleDict = nn.ModuleDict()
         self.bias_score_t: nn.ModuleDict = nn.ModuleDict()
-        self.masks: dict[int, tuple[WeightMasks, BiasMasks]] = {}
+        self.masks: StoredMasks = StoredMasks()
         self._test_cache: dict[str, _MaskedParameters] = {}
         state_hooks.install(self)
 
@@ -252,7 +253,7 @@ class WSNMaskBackbone(CLBackbone):
         for weight_mask, bias_mask in masks.values():
             for name in weight_mask:
                 bias_mask.setdefault(name, None)
-        self.masks = masks
+        self.masks = StoredMasks(masks)
 
     def _per_task_module_factories(self) -> state_hooks.ModuleFactories:
         return {}
