@@ -41,6 +41,10 @@ class _AliasLoader(importlib.abc.Loader):
         # so reloading and pickling still see `clarena_backbones.*`.
         module.__spec__ = self._own_spec
 
+    def get_code(self, fullname: str):
+        # `python -m clarena` runs `clarena.__main__`'s code itself instead of importing it.
+        return importlib.util.find_spec(self.target).loader.get_code(self.target)
+
 
 class AliasFinder(importlib.abc.MetaPathFinder):
     """The meta-path finder behind the `clarena.*` names of this package (see the module docstring)."""

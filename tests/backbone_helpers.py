@@ -156,10 +156,11 @@ def clarena_hat_mlp(
 
 
 def clarena_hat_resnet(backbone, x: Tensor, mask: dict[str, Tensor], stem_bn, block_bns) -> tuple[Tensor, dict]:
-    """CLArena's HAT ResNet forward given the mask (ReLU activations).
+    """CLArena's HAT ResNet forward given the mask (ReLU activations), plus the shortcut conv's mask.
 
     Stem conv -> BN -> *mask -> ReLU -> maxpool; each block: conv -> BN -> *mask -> ReLU, the last
-    conv: conv -> BN -> + shortcut -> *mask -> ReLU; average pool; flatten.
+    conv: conv -> BN -> + shortcut -> *mask -> ReLU; average pool; flatten. A shortcut conv's
+    output is multiplied by its own mask (CLArena left it unmasked).
     """
     activations = {}
 
@@ -175,8 +176,10 @@ def clarena_hat_resnet(backbone, x: Tensor, mask: dict[str, Tensor], stem_bn, bl
     for block in backbone._iter_blocks():
         bns = block_bns(block)
         identity = z if block.identity_downsample is None else block.identity_downsample(z)
+        if block.shortcut_layer_name is not None:
+            identity = identity * mask[block.shortcut_layer_name].view(1, -1, 1, 1)
         convs = [block.conv1, block.conv2] + ([block.conv3] if hasattr(block, "conv3") else [])
-        for index, (conv, name) in enumerate(zip(convs, block.weighted_layer_names)):
+        for index, (conv, name) in enumerate(zip(convs, block.conv_layer_names)):
             z = conv(z)
             if bns is not None:
                 z = bns[index](z)

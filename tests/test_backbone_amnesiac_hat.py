@@ -181,12 +181,15 @@ def clarena_resnet_backup_stream(backbone, task, x, mask):
     z = backbone.maxpool(z)
     for block, other in zip(backbone._iter_blocks(), backup._iter_blocks()):
         block_input = z
-        count = len(block.weighted_layer_names)
-        for k, name in enumerate(block.weighted_layer_names, 1):
+        count = len(block.conv_layer_names)
+        for k, name in enumerate(block.conv_layer_names, 1):
             conv, bn = f"conv{k}", f"conv_bn{k}"
             z = routed(name, block._modules[conv], other._modules[conv], block._modules[bn], other._modules[bn], z)
             if k == count:
-                z = z + routed(name, block.identity_downsample, other.identity_downsample, None, None, block_input)
+                # the shortcut conv, when there is one, is routed and masked by its own masks
+                shortcut = block.shortcut_layer_name
+                identity = routed(shortcut or name, block.identity_downsample, other.identity_downsample, None, None, block_input)
+                z = z + (identity if shortcut is None else identity * mask[shortcut].view(1, -1, 1, 1))
             z = unit(name, z)
     return F.adaptive_avg_pool2d(z, 1).flatten(1)
 

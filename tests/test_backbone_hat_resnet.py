@@ -29,8 +29,14 @@ import clarena.backbones as B
 from clarena.backbones.hat_mask_resnet import HATMaskResNetBlockLarge, HATMaskResNetBlockSmall
 
 STAGES = ((1, 64, 2), (2, 128, 2), (3, 256, 2), (4, 512, 2))  # (stage, channels, blocks) of ResNet-18
+# the shortcut conv of each stage's first block (stages 3-5) follows that block's convs
+SHORTCUTS = ["conv3x/0/identity_downsample", "conv4x/0/identity_downsample", "conv5x/0/identity_downsample"]
 RESNET18_LAYERS = ["conv1"] + [
-    f"conv{stage + 1}x/{block}/conv{conv}" for stage, _, blocks in STAGES for block in range(blocks) for conv in (1, 2)
+    name
+    for stage, _, blocks in STAGES
+    for block in range(blocks)
+    for name in [f"conv{stage + 1}x/{block}/conv{conv}" for conv in (1, 2)]
+    + ([f"conv{stage + 1}x/{block}/identity_downsample"] if stage > 1 and block == 0 else [])
 ]
 
 
@@ -56,7 +62,7 @@ def stage_bns(backbone, stage, task):
     def block_bns(block):
         if not backbone.batch_normalization:
             return None
-        return [pick(block, f"conv_bn{k}") for k in range(1, len(block.weighted_layer_names) + 1)]
+        return [pick(block, f"conv_bn{k}") for k in range(1, len(block.conv_layer_names) + 1)]
 
     return pick(backbone, "conv_bn1"), block_bns
 
@@ -64,10 +70,10 @@ def stage_bns(backbone, stage, task):
 # ---------------------------------------------------------------------------------- construction
 def test_resnet18_structure():
     backbone = B.HATMaskResNet18(3, 512, "sigmoid")
-    assert param_count(backbone) == 11_170_816
+    assert param_count(backbone) == 11_170_816 + 128 + 256 + 512  # CLArena's + the shortcut embeddings
     assert backbone.weighted_layer_names == RESNET18_LAYERS
-    assert len(backbone.task_embedding_t) == 17
-    assert sum(e.weight.numel() for e in backbone.task_embedding_t.values()) == 3_904
+    assert len(backbone.task_embedding_t) == 20
+    assert sum(e.weight.numel() for e in backbone.task_embedding_t.values()) == 3_904 + 896
     # block embeddings first, the stem's last; shared with the blocks, not copied
     assert list(backbone.task_embedding_t) == RESNET18_LAYERS[1:] + ["conv1"]
     block = backbone.conv4x[1]
@@ -79,8 +85,8 @@ def test_resnet18_structure():
     assert block.full_1st_layer_name == "conv4x/1/conv1" and block.full_2nd_layer_name == "conv4x/1/conv2"
 
 
-def expected_keys(tasks=(), batch_normalization=False) -> dict[str, tuple]:
-    """CLArena's HATMaskResNet18 state_dict keys and shapes."""
+def expected_keys(tasks=(), batch_normalization=False, shortcut_embeddings=True) -> dict[str, tuple]:
+    """HATMaskResNet18 state_dict keys and shapes; CLArena's without the shortcut embeddings."""
     keys = {"conv1.weight": (64, 3, 7, 7)}
     bn_names = ["conv_bn1"] if batch_normalization else []
     for prefix, channels in [("", 64)]:
@@ -99,10 +105,13 @@ def expected_keys(tasks=(), batch_normalization=False) -> dict[str, tuple]:
                 keys[f"{base}.identity_downsample.weight"] = (channels, preceding, 1, 1)
             for conv in (1, 2):
                 keys[f"{base}.task_embedding_t.conv{stage + 1}x/{block}/conv{conv}.weight"] = (1, channels)
+            if shortcut_embeddings and preceding != channels:
+                keys[f"{base}.task_embedding_t.conv{stage + 1}x/{block}/identity_downsample.weight"] = (1, channels)
             preceding = channels
     for name in RESNET18_LAYERS:
-        channels = 64 if name == "conv1" else int(STAGES[int(name[4]) - 2][1])
-        keys[f"task_embedding_t.{name}.weight"] = (1, channels)
+        if shortcut_embeddings or name not in SHORTCUTS:
+            channels = 64 if name == "conv1" else int(STAGES[int(name[4]) - 2][1])
+            keys[f"task_embedding_t.{name}.weight"] = (1, channels)
     return keys
 
 
@@ -136,6 +145,16 @@ def test_state_dict_keys_and_clarena_checkpoint_loads(batch_normalization):
     fresh.load_state_dict(checkpoint, strict=True)  # a fresh backbone builds the per-task BN copies
     for key, value in fresh.state_dict().items():
         torch.testing.assert_close(value, checkpoint[key].to(value.dtype))
+    # CLArena's checkpoint has no shortcut embeddings: each takes its block's last-conv embedding
+    clarena_checkpoint = {key: value for key, value in checkpoint.items() if "task_embedding_t.conv" not in key or not key.endswith("identity_downsample.weight")}
+    assert set(clarena_checkpoint) == set(expected_keys(tasks, bool(batch_normalization), shortcut_embeddings=False))
+    fresh = make(batch_normalization)
+    fresh.load_state_dict(clarena_checkpoint, strict=True)
+    for shortcut in SHORTCUTS:
+        last_conv = shortcut.replace("identity_downsample", "conv2")
+        assert torch.equal(fresh.task_embedding_t[shortcut].weight, checkpoint[f"task_embedding_t.{last_conv}.weight"])
+        block = fresh.get_layer_by_name(shortcut.rsplit("/", 1)[0])
+        assert block.task_embedding_t[shortcut] is fresh.task_embedding_t[shortcut]
 
 
 # -------------------------------------------------------------------------------------- forward
@@ -214,10 +233,10 @@ def test_standalone_block_matches_clarena(block_cls, channels):
     output, mask, activations = block(x, "train", S_MAX, 5, 10)
     expected_mask = clarena_hat_mask(reference, "train", S_MAX, 5, 10)
     assert_close_dicts(mask, expected_mask)
-    identity = reference.identity_downsample(x)
+    identity = reference.identity_downsample(x) * expected_mask["conv3x/0/identity_downsample"].view(1, -1, 1, 1)
     convs = [reference.conv1, reference.conv2] + ([reference.conv3] if hasattr(reference, "conv3") else [])
     z = x
-    for index, (conv, name) in enumerate(zip(convs, reference.weighted_layer_names)):
+    for index, (conv, name) in enumerate(zip(convs, reference.conv_layer_names)):
         z = reference._modules[f"conv_bn{index + 1}"](conv(z))
         if index == len(convs) - 1:
             z = z + identity  # the residual add comes before the mask
@@ -237,7 +256,7 @@ def test_nested_block_runs_standalone_with_its_slice():
     block = backbone.conv3x[0]
     x = torch.randn(1, 64, 8, 8)
     output, mask, _ = block(x, "test", test_task_id=1)
-    assert list(mask) == ["conv3x/0/conv1", "conv3x/0/conv2"]
+    assert list(mask) == ["conv3x/0/conv1", "conv3x/0/conv2", "conv3x/0/identity_downsample"]
     assert output.shape == (1, 128, 4, 4)
 
 
@@ -252,7 +271,7 @@ def test_state_dict_round_trip_with_independent_bn():
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)
     stored = [key for key in state if "stored_masks" in key]
-    assert len(stored) == 2 * 17 and all(key.startswith("stored_masks.") for key in stored)  # only at the root
+    assert len(stored) == 2 * 20 and all(key.startswith("stored_masks.") for key in stored)  # only at the root
     fresh = B.HATMaskResNet18(3, 512, "sigmoid", batch_normalization="independent")
     fresh.load_state_dict(state, strict=True)
     fresh.eval()
@@ -280,12 +299,15 @@ def test_clip_grad_by_measure_on_conv_weights_matches_clarena_loop():
         for name in backbone.weighted_layer_names
     }
     expected = clone_with_grads(backbone)
+    unadjusted = grads(backbone)
     clarena_clip_grad(expected, measure, "min", "hat")
     backbone.clip_grad_by_measure_(measure, "min", "hat")
     assert_close_dicts(grads(backbone), grads(expected))
-    # the shortcut convs are not weighted layers: their gradients are left alone
+    # a shortcut conv is adjusted by its own measure and that of the layer feeding its block
     name = "conv3x.0.identity_downsample.weight"
-    assert torch.equal(grads(backbone)[name], grads(expected)[name])
+    rows = measure["conv3x/0/identity_downsample"].view(-1, 1, 1, 1)
+    columns = measure["conv2x/1/conv2"].view(1, -1, 1, 1)
+    torch.testing.assert_close(grads(backbone)[name], unadjusted[name] * (1 - torch.minimum(rows, columns)))
 
 
 def test_forward_does_not_scan_modules(monkeypatch):
@@ -300,3 +322,46 @@ def test_forward_does_not_scan_modules(monkeypatch):
         monkeypatch.setattr(module, "named_modules", fail)
     for stage in ("train", "validation", "test", "unlearning_test"):
         backbone(images(), stage, S_MAX, 2, 10, test_task_id=1)
+
+
+# ---------------------------------------------------------------------------- no forgetting
+def train_hat_task(backbone, task_id: int, cumulative: dict | None, skip: tuple[str, ...] = ()) -> dict:
+    """Three SGD steps of task `task_id` with CLArena's HAT gradient clipping by `cumulative` (the
+    layers in `skip` left alone, as CLArena's HAT ResNet left its shortcuts); returns the new mask."""
+    backbone.setup_task_id(task_id)
+    backbone.initialize_task_embedding("N01")
+    optimizer = torch.optim.SGD(backbone.parameters(), lr=0.1)
+    inputs = images(seed=50 + task_id)
+    for step in range(1, 4):
+        optimizer.zero_grad()
+        feature, _, _ = backbone(inputs, "train", S_MAX, step, 3)
+        feature.pow(2).mean().backward()
+        if cumulative is not None:
+            kept = {name: layer for name, layer in zip(backbone.weighted_layer_names, backbone._weighted_layers()) if name in skip}
+            saved = {name: layer.weight.grad.clone() for name, layer in kept.items()}
+            clarena_clip_grad(backbone, cumulative, "min", "hat")
+            for name, layer in kept.items():
+                layer.weight.grad.copy_(saved[name])
+        optimizer.step()
+    return backbone.store_mask()
+
+
+@pytest.mark.parametrize("cls", [B.HATMaskResNet18, B.AmnesiacHATResNet18])
+@pytest.mark.parametrize("shortcuts_adjusted", [True, False])
+def test_task_2_leaves_task_1_test_outputs_unchanged(cls, shortcuts_adjusted):
+    torch.manual_seed(0)
+    backbone = cls(3, 512, "sigmoid")
+    shortcuts = tuple(name for name in backbone.weighted_layer_names if name.endswith("identity_downsample"))
+    assert shortcuts == tuple(SHORTCUTS)
+    mask_1 = train_hat_task(backbone, 1, None)
+    x = images(seed=7)
+    backbone.eval()
+    before = backbone(x, "test", test_task_id=1)[0]
+    backbone.train()
+    train_hat_task(backbone, 2, mask_1, skip=() if shortcuts_adjusted else shortcuts)
+    backbone.eval()
+    after = backbone(x, "test", test_task_id=1)[0]
+    if shortcuts_adjusted:
+        torch.testing.assert_close(after, before, rtol=0, atol=0)
+    else:  # the forgetting that adjusting the shortcuts prevents
+        assert not torch.equal(after, before)

@@ -106,9 +106,10 @@ class AmnesiacHATResNetBase(AmnesiacHATBackbone, HATMaskResNetBase):
         """One block of a backup stream."""
         bns = block._bns_for("train", None)
         backup_bns = backup_block._bns_for("train", None) if bns is not None else None
-        last = len(block.weighted_layer_names) - 1
+        convs = block.conv_layer_names
+        last = len(convs) - 1
         x = input
-        for index, name in enumerate(block.weighted_layer_names):
+        for index, name in enumerate(convs):
             conv = f"conv{index + 1}"
             x = _routed(
                 backup_mask[name],
@@ -119,8 +120,10 @@ class AmnesiacHATResNetBase(AmnesiacHATBackbone, HATMaskResNetBase):
                 x,
             )
             if index == last:
+                shortcut = block.shortcut_layer_name
                 shortcuts = (block.identity_downsample, backup_block.identity_downsample)
-                x = x + _routed(backup_mask[name], *shortcuts, None, None, input)
+                identity = _routed(backup_mask[shortcut or name], *shortcuts, None, None, input)
+                x = x + (identity if shortcut is None else activate(identity, mask[shortcut], None))
             x = activate(x, mask[name], block._modules.get(f"conv_activation{index + 1}"))
         return x
 

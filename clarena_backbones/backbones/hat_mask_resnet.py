@@ -4,11 +4,19 @@ The unit mask of a conv multiplies its output channels after BatchNorm (after th
 for a block's last conv) and before the activation. The outer backbone computes the mask of
 every layer once per forward and hands it to its blocks; a block used on its own computes its
 own from the same (shared) embeddings.
+
+A shortcut conv (`identity_downsample`) is a weighted layer too, named `<block>/identity_downsample`
+and listed after its block's convs: it has a task embedding and a unit mask (on its output,
+before the residual add), so HAT's gradient adjustment protects it like every other conv (in
+CLArena it was neither masked nor adjusted, and a later task overwrote it). It reads the block's
+input, so its preceding layer is that of the block's first conv.
 """
 
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
+
+from clarena_backbones.backbones.base import activate
 
 from clarena_backbones.backbones.arguments import batch_normalization_argument, hat_batch_normalization
 from clarena_backbones.backbones.hat_mask_backbone import HATMaskBackbone
@@ -23,7 +31,18 @@ from clarena_backbones.backbones.resnet import (
 )
 
 
-class _HATMaskBlock(IndependentBatchNorm, HATMaskBackbone):
+class _PrecedingTable:
+    """`preceding_layer_name` read from the table `_preceding` (a shortcut reads its block's input)."""
+
+    _preceding: dict[str, str | None] = {}
+
+    def preceding_layer_name(self, layer_name: str | None) -> str | None:
+        if layer_name in self._preceding:
+            return self._preceding[layer_name]
+        return super().preceding_layer_name(layer_name)
+
+
+class _HATMaskBlock(_PrecedingTable, IndependentBatchNorm, HATMaskBackbone):
     """HAT parts of a residual block: a task embedding per conv and per-task BN copies."""
 
     def __init__(
@@ -58,6 +77,30 @@ class _HATMaskBlock(IndependentBatchNorm, HATMaskBackbone):
             self.task_embedding_t[name] = nn.Embedding(1, self._modules[f"conv{number}"].out_channels)
         self.batch_normalization = batch_normalization
         self._setup_independent_bn(tuple(f"conv_bn{number}" for number in range(1, len(self.weighted_layer_names) + 1)))
+        self.shortcut_layer_name: str | None = None
+        if self.identity_downsample is not None:
+            self.shortcut_layer_name = f"{self._layer_name_prefix}identity_downsample"
+            self.weighted_layer_names.append(self.shortcut_layer_name)
+            self.task_embedding_t[self.shortcut_layer_name] = nn.Embedding(1, self.identity_downsample.out_channels)
+        self._preceding = _preceding_names([self], None)
+        self._register_load_state_dict_pre_hook(_add_shortcut_embeddings, with_module=True)
+
+    @property
+    def conv_layer_names(self) -> list[str]:
+        """The names of the block's convs `conv1..convK` (the weighted layers but the shortcut)."""
+        return [name for name, _, _ in self._layer_attributes]
+
+    def shortcut_embedding_sources(self) -> dict[str, str]:
+        """Shortcut layer name -> the layer whose embedding a CLArena checkpoint's shortcut takes."""
+        if self.shortcut_layer_name is None:
+            return {}
+        return {self.shortcut_layer_name: self.conv_layer_names[-1]}
+
+    def _shortcut(self, input: Tensor, masks: dict[str, Tensor] | None) -> Tensor:
+        identity = super()._shortcut(input, masks)
+        if masks is None or self.shortcut_layer_name is None:
+            return identity
+        return activate(identity, masks[self.shortcut_layer_name], None)
 
     def get_bn(self, stage: str, test_task_id: int | None) -> tuple[nn.Module, ...] | None:
         """The BN module of each conv for `stage` (per-task copies in test stages when independent)."""
@@ -81,7 +124,7 @@ class HATMaskResNetBlockLarge(_HATMaskBlock, ResNetBlockLarge):
     """HAT-masked bottleneck block of ResNet-50/101/152."""
 
 
-class HATMaskResNetBase(IndependentBatchNorm, HATMaskBackbone, ResNetBase):
+class HATMaskResNetBase(_PrecedingTable, IndependentBatchNorm, HATMaskBackbone, ResNetBase):
     """A HAT-masked ResNet: HAT blocks, plus a task embedding and mask on the stem conv `conv1`.
 
     The outer `task_embedding_t` holds the blocks' embedding modules themselves (shared, not
@@ -125,6 +168,12 @@ class HATMaskResNetBase(IndependentBatchNorm, HATMaskBackbone, ResNetBase):
         self._setup_independent_bn(("conv_bn1",))
         for block in self._blocks:
             block._masks_saved_by_parent = True
+        self._preceding = {"conv1": None, **_preceding_names(self._blocks, "conv1")}
+        self._register_load_state_dict_pre_hook(_add_shortcut_embeddings, with_module=True)
+
+    def shortcut_embedding_sources(self) -> dict[str, str]:
+        """Shortcut layer name -> the layer whose embedding a CLArena checkpoint's shortcut takes."""
+        return {name: source for block in self._blocks for name, source in block.shortcut_embedding_sources().items()}
 
     def _block_arguments(self, batch_normalization: bool) -> dict[str, Any]:
         mode = self.batch_normalization_mode if batch_normalization else None
@@ -163,6 +212,29 @@ class HATMaskResNetBase(IndependentBatchNorm, HATMaskBackbone, ResNetBase):
         self, input: Tensor, mask: dict[str, Tensor], stage: str, test_task_id: int | None
     ) -> tuple[Tensor, dict[str, Tensor]]:
         return self._forward_resnet(input, stage, test_task_id, masks=mask)
+
+
+def _preceding_names(blocks: list[_HATMaskBlock], feed: str | None) -> dict[str, str | None]:
+    """The preceding layer of every conv and shortcut of consecutive `blocks`, the first fed by `feed`."""
+    preceding: dict[str, str | None] = {}
+    for block in blocks:
+        block_input = feed
+        for name in block.conv_layer_names:
+            preceding[name] = feed
+            feed = name
+        if block.shortcut_layer_name is not None:
+            preceding[block.shortcut_layer_name] = block_input
+    return preceding
+
+
+def _add_shortcut_embeddings(module: HATMaskBackbone, state_dict: dict, prefix: str, *args: Any) -> None:
+    # A CLArena checkpoint has no shortcut embeddings. Each takes its block's last-conv embedding:
+    # that conv's mask gates the sum the shortcut joins, so with binary masks the network computes
+    # exactly what CLArena's did.
+    head = prefix + "task_embedding_t."
+    for shortcut, source in module.shortcut_embedding_sources().items():
+        if head + source + ".weight" in state_dict and head + shortcut + ".weight" not in state_dict:
+            state_dict[head + shortcut + ".weight"] = state_dict[head + source + ".weight"].clone()
 
 
 class HATMaskResNetVariant(HATMaskResNetBase):

@@ -2,8 +2,8 @@
 
 The layout is CLArena's: an ImageNet stem (7x7 stride-2 conv, 3x3 max-pool), four stages
 `conv2x..conv5x` of blocks whose stride sits on the 3x3 conv (`conv2`), no BatchNorm on the
-1x1 shortcut convs (`identity_downsample`, which are not weighted layers), global average
-pooling and no fully connected layer.
+1x1 shortcut convs (`identity_downsample`, weighted layers of the HAT ResNets only), global
+average pooling and no fully connected layer.
 """
 
 import warnings
@@ -102,7 +102,7 @@ class _ResNetBlock(Backbone):
         conv_call: ConvCall | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """The block on `input`: `bns` per conv, HAT unit `masks` by layer name, `conv_call` for masked convs."""
-        identity = input if self.identity_downsample is None else self.identity_downsample(input)
+        identity = self._shortcut(input, masks)
         modules = self._modules
         last = len(self._layer_attributes) - 1
         activations = {}
@@ -117,6 +117,10 @@ class _ResNetBlock(Backbone):
             x = activate(x, None if masks is None else masks[name], modules.get(activation_attribute))
             activations[name] = x
         return x, activations
+
+    def _shortcut(self, input: Tensor, masks: dict[str, Tensor] | None) -> Tensor:
+        """The shortcut branch: `input` itself, or its 1x1 conv when the block changes shape."""
+        return input if self.identity_downsample is None else self.identity_downsample(input)
 
     def forward(self, input: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Return `(output_feature_map, activations)`."""
