@@ -11,9 +11,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import _clarena_backbones_hook
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# These cases are about an environment without CLArena (with it, `clarena` stays CLArena's).
+without_clarena = pytest.mark.skipif(
+    _clarena_backbones_hook.find_other_spec("clarena") is not None, reason="CLArena is installed"
+)
 
 
 def run(code: str, *path: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -39,6 +44,7 @@ def stub_clarena(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@without_clarena
 def test_without_clarena_the_clarena_names_are_this_package():
     run(
         """
@@ -143,6 +149,7 @@ def test_import_installs_the_hook_when_site_did_not(stub_clarena: Path):
     )
 
 
+@without_clarena
 def test_pth_file_installs_the_hook_without_importing_torch(tmp_path: Path):
     (tmp_path / "clarena_backbones.pth").write_text((ROOT / "clarena_backbones.pth").read_text())
     run(
@@ -158,6 +165,7 @@ def test_pth_file_installs_the_hook_without_importing_torch(tmp_path: Path):
     )
 
 
+@without_clarena
 def test_python_m_clarena_runs_the_demo():
     code = "import _clarena_backbones_hook, runpy, sys; sys.argv = ['clarena', '--help']; runpy.run_module('clarena', run_name='__main__')"
     result = run(code, check=False)
