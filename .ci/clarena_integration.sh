@@ -21,7 +21,11 @@ trap 'rm -rf "$WORK"' EXIT
 export MAX_JOBS="${MAX_JOBS:-2}"
 PY="$VENV/bin/python"
 step() { echo; echo "=== clarena_integration: $*"; }
-pip_quiet() { "$PY" -m pip "$@" 2>&1 | grep -v -e '^WARNING: Location' -e '^$' || true; }
+# pip, its output shown without the index-location noise; a failure stops the script
+pip_quiet() {
+  "$PY" -m pip "$@" > "$WORK/pip.log" 2>&1 || { cat "$WORK/pip.log"; return 1; }
+  grep -v -e '^WARNING: Location' -e '^$' "$WORK/pip.log" || true
+}
 
 step "venv $VENV"
 python3 -m venv "$VENV"
@@ -32,7 +36,7 @@ CLARENA_WHEEL=("$WORK"/dist/clarena-1.1.0-*.whl)
 
 step "build this package's wheel once (the regular installs reuse it)"
 start=$SECONDS
-"$PY" -m pip wheel -q --no-build-isolation --no-deps -w "$WORK/dist" "$ROOT" 2>&1 | grep -v '^WARNING: Location' || true
+pip_quiet wheel -q --no-build-isolation --no-deps -w "$WORK/dist" "$ROOT"
 OUR_WHEEL=("$WORK"/dist/clarena_backbones-*.whl)
 echo "built ${OUR_WHEEL[0]##*/} in $((SECONDS - start)) s"
 
@@ -40,7 +44,7 @@ install_clarena() { pip_quiet install -q --no-deps --force-reinstall "${CLARENA_
 install_ours() {
   if [[ "$1" == editable ]]; then
     # only the layout is checked on the editable installs: DEBUG=1 (-O0) builds faster
-    DEBUG=1 "$PY" -m pip install -q --no-build-isolation --no-deps -e "$ROOT" 2>&1 | grep -v '^WARNING: Location' || true
+    DEBUG=1 pip_quiet install -q --no-build-isolation --no-deps -e "$ROOT"
   else
     pip_quiet install -q --no-deps --force-reinstall "${OUR_WHEEL[0]}"
   fi
