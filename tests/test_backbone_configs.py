@@ -57,19 +57,19 @@ def test_config_instantiates(path):
         depth = int(name.rsplit("ResNet", 1)[1])
         x = images(1)
         units = resnet_units(depth)
-        if "HAT" in name:  # no BatchNorm, one embedding unit per output channel, shortcut convs included
-            shortcuts = [block.identity_downsample for block in backbone._iter_blocks() if block.identity_downsample]
-            assert len(shortcuts) == (4 if DEPTHS[depth][0] else 3)
-            shortcut_units = sum(conv.out_channels for conv in shortcuts)
-            assert len(backbone.weighted_layer_names) == WEIGHTED_LAYERS[depth] + len(shortcuts)
+        # the HAT and WSN ResNets also mask their shortcut convs (weighted layers there)
+        shortcuts = [block.identity_downsample for block in backbone._iter_blocks() if block.identity_downsample]
+        assert len(shortcuts) == (4 if DEPTHS[depth][0] else 3)
+        masked_shortcuts = shortcuts if "HAT" in name or "WSN" in name else []
+        shortcut_units = sum(conv.out_channels for conv in masked_shortcuts)
+        assert len(backbone.weighted_layer_names) == WEIGHTED_LAYERS[depth] + len(masked_shortcuts)
+        if "HAT" in name:  # no BatchNorm, one embedding unit per output channel
             assert backbone.batch_normalization is False
             assert sum(e.weight.numel() for e in backbone.task_embedding_t.values()) == units + shortcut_units
             assert param_count(backbone) == PARAMS[depth] - units + shortcut_units
+        elif "WSN" in name:  # no BatchNorm, a score per conv weight and per output channel
+            assert param_count(backbone) == PARAMS[depth] - units + shortcut_units + resnet_conv_weights(backbone)
         else:
-            assert len(backbone.weighted_layer_names) == WEIGHTED_LAYERS[depth]
-        if "WSN" in name:  # no BatchNorm, a score per conv weight and per output channel
-            assert param_count(backbone) == PARAMS[depth] - units + resnet_conv_weights(backbone)
-        elif "HAT" not in name:
             assert param_count(backbone) == PARAMS[depth]
     backbone.eval()
     if isinstance(backbone, B.HATMaskBackbone):

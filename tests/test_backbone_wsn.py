@@ -260,12 +260,15 @@ def test_resnet18_structure_and_forward():
     backbone = B.WSNMaskResNet18(3, 512)
     backbone.initialize_parameter_score("default")
     plain = B.ResNet18(3, 512, batch_normalization=False)
-    assert backbone.weighted_layer_names == plain.weighted_layer_names
+    # the plain layers, with each shortcut conv after its block's convs
+    shortcuts = {"conv3x/0/conv2": "conv3x/0/identity_downsample", "conv4x/0/conv2": "conv4x/0/identity_downsample", "conv5x/0/conv2": "conv5x/0/identity_downsample"}
+    expected_names = [n for name in plain.weighted_layer_names for n in (name, shortcuts.get(name)) if n]
+    assert backbone.weighted_layer_names == expected_names
     conv_weights = sum(backbone.get_layer_by_name(n).weight.numel() for n in backbone.weighted_layer_names)
-    assert conv_weights == 10_994_880
-    assert param_count(backbone) == param_count(plain) + conv_weights + 3_904
+    assert conv_weights == 10_994_880 + 64 * 128 + 128 * 256 + 256 * 512
+    assert param_count(backbone) == param_count(plain) + conv_weights + 3_904 + 128 + 256 + 512
     assert backbone.weight_score_t["conv3x/0/conv1"].weight.shape == (128, 64, 3, 3)
-    assert "conv3x/0/identity_downsample" not in backbone.weight_score_t
+    assert backbone.weight_score_t["conv3x/0/identity_downsample"].weight.shape == (128, 64, 1, 1)
     x = images()
     feature, weight_mask, bias_mask, activations = backbone(x, "train", 0.7)
     assert weight_mask["conv3x/0/conv1"].shape == (128, 64, 3, 3) and set(bias_mask.values()) == {None}
@@ -275,6 +278,8 @@ def test_resnet18_structure_and_forward():
     feature.sum().backward()
     conv = backbone.conv4x[1].conv2
     assert torch.all(conv.weight.grad[weight_mask["conv4x/1/conv2"] == 0] == 0)
+    shortcut = backbone.conv4x[0].identity_downsample
+    assert torch.all(shortcut.weight.grad[weight_mask["conv4x/0/identity_downsample"] == 0] == 0)
     assert backbone.weight_score_t["conv4x/1/conv2"].weight.grad.abs().sum() > 0
     # test stage from a stored (packed) mask, through the cache
     weight_mask, bias_mask = backbone.store_mask(1, 0.5)

@@ -22,6 +22,7 @@ from clarena_backbones.backbones.arguments import batch_normalization_argument, 
 from clarena_backbones.backbones.hat_mask_backbone import HATMaskBackbone
 from clarena_backbones.backbones.independent_bn import IndependentBatchNorm
 from clarena_backbones.backbones.resnet import (
+    ConvCall,
     ResNetBase,
     ResNetBlockLarge,
     ResNetBlockSmall,
@@ -77,18 +78,11 @@ class _HATMaskBlock(_PrecedingTable, IndependentBatchNorm, HATMaskBackbone):
             self.task_embedding_t[name] = nn.Embedding(1, self._modules[f"conv{number}"].out_channels)
         self.batch_normalization = batch_normalization
         self._setup_independent_bn(tuple(f"conv_bn{number}" for number in range(1, len(self.weighted_layer_names) + 1)))
-        self.shortcut_layer_name: str | None = None
-        if self.identity_downsample is not None:
-            self.shortcut_layer_name = f"{self._layer_name_prefix}identity_downsample"
+        if self.shortcut_layer_name is not None:
             self.weighted_layer_names.append(self.shortcut_layer_name)
             self.task_embedding_t[self.shortcut_layer_name] = nn.Embedding(1, self.identity_downsample.out_channels)
         self._preceding = _preceding_names([self], None)
         self._register_load_state_dict_pre_hook(_add_shortcut_embeddings, with_module=True)
-
-    @property
-    def conv_layer_names(self) -> list[str]:
-        """The names of the block's convs `conv1..convK` (the weighted layers but the shortcut)."""
-        return [name for name, _, _ in self._layer_attributes]
 
     def shortcut_embedding_sources(self) -> dict[str, str]:
         """Shortcut layer name -> the layer whose embedding a CLArena checkpoint's shortcut takes."""
@@ -96,8 +90,8 @@ class _HATMaskBlock(_PrecedingTable, IndependentBatchNorm, HATMaskBackbone):
             return {}
         return {self.shortcut_layer_name: self.conv_layer_names[-1]}
 
-    def _shortcut(self, input: Tensor, masks: dict[str, Tensor] | None) -> Tensor:
-        identity = super()._shortcut(input, masks)
+    def _shortcut(self, input: Tensor, masks: dict[str, Tensor] | None, conv_call: ConvCall | None) -> Tensor:
+        identity = super()._shortcut(input, masks, conv_call)
         if masks is None or self.shortcut_layer_name is None:
             return identity
         return activate(identity, masks[self.shortcut_layer_name], None)

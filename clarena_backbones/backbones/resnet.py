@@ -2,8 +2,8 @@
 
 The layout is CLArena's: an ImageNet stem (7x7 stride-2 conv, 3x3 max-pool), four stages
 `conv2x..conv5x` of blocks whose stride sits on the 3x3 conv (`conv2`), no BatchNorm on the
-1x1 shortcut convs (`identity_downsample`, weighted layers of the HAT ResNets only), global
-average pooling and no fully connected layer.
+1x1 shortcut convs (`identity_downsample`, weighted layers of the HAT and WSN ResNets only),
+global average pooling and no fully connected layer.
 """
 
 import warnings
@@ -76,6 +76,10 @@ class _ResNetBlock(Backbone):
             if preceding_output_channels != output_channels or overall_stride != 1
             else None
         )
+        # a weighted layer of the HAT and WSN ResNets only (CLArena's plain ResNets keep its layer list)
+        self.shortcut_layer_name: str | None = (
+            None if self.identity_downsample is None else f"{self._layer_name_prefix}identity_downsample"
+        )
         numbers = range(1, len(specs) + 1)
         # per conv: (layer name, conv attribute, activation attribute), fixed for the block's life
         self._layer_attributes = tuple(
@@ -85,6 +89,11 @@ class _ResNetBlock(Backbone):
         self._live_bns = (
             tuple(self._modules[f"conv_bn{number}"] for number in numbers) if self.batch_normalization else None
         )
+
+    @property
+    def conv_layer_names(self) -> list[str]:
+        """The names of the block's convs `conv1..convK` (not the shortcut's)."""
+        return [name for name, _, _ in self._layer_attributes]
 
     def _conv_specs(self, preceding: int, channels: int, stride: int) -> list[tuple[int, int, int, int]]:
         """(in, out, kernel, stride) of each conv."""
@@ -102,7 +111,7 @@ class _ResNetBlock(Backbone):
         conv_call: ConvCall | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """The block on `input`: `bns` per conv, HAT unit `masks` by layer name, `conv_call` for masked convs."""
-        identity = self._shortcut(input, masks)
+        identity = self._shortcut(input, masks, conv_call)
         modules = self._modules
         last = len(self._layer_attributes) - 1
         activations = {}
@@ -118,9 +127,12 @@ class _ResNetBlock(Backbone):
             activations[name] = x
         return x, activations
 
-    def _shortcut(self, input: Tensor, masks: dict[str, Tensor] | None) -> Tensor:
+    def _shortcut(self, input: Tensor, masks: dict[str, Tensor] | None, conv_call: ConvCall | None) -> Tensor:
         """The shortcut branch: `input` itself, or its 1x1 conv when the block changes shape."""
-        return input if self.identity_downsample is None else self.identity_downsample(input)
+        conv = self.identity_downsample
+        if conv is None:
+            return input
+        return conv(input) if conv_call is None else conv_call(self.shortcut_layer_name, conv, input)
 
     def forward(self, input: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Return `(output_feature_map, activations)`."""

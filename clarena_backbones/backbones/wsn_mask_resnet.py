@@ -1,7 +1,8 @@
 """WSN-masked ResNets (not in CLArena): `WSNMaskResNetBase` and `WSNMaskResNet18..152`.
 
-Every weighted conv (every name in `weighted_layer_names`; not the 1x1 shortcut convs) runs
-with WSN-masked weight and bias, exactly as `WSNMaskMLP`'s Linear layers do. A conv's weight
+Every weighted conv (every name in `weighted_layer_names`, the 1x1 shortcut convs included as
+`<block>/identity_downsample` after their block's convs, so that a later task cannot overwrite
+them) runs with WSN-masked weight and bias, exactly as `WSNMaskMLP`'s Linear layers do. A conv's weight
 score has the weight's shape, so CLArena's WSN algorithm (`gate_fn.apply(score.weight, p)`,
 `grad *= 1 - mask`) drives these backbones unchanged.
 """
@@ -51,6 +52,12 @@ class WSNMaskResNetBase(WSNMaskBackbone, ResNetBase):
             bias=bias,
             **kwargs,
         )
+        self.weighted_layer_names[:] = ["conv1"] + [
+            name
+            for block in self._blocks
+            for name in [*block.weighted_layer_names, block.shortcut_layer_name]
+            if name is not None
+        ]
         self._add_parameter_scores()
 
     def _forward_with_layer_call(
