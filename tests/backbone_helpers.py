@@ -178,6 +178,7 @@ def clarena_hat_resnet(backbone, x: Tensor, mask: dict[str, Tensor], stem_bn, bl
         identity = z if block.identity_downsample is None else block.identity_downsample(z)
         if block.shortcut_layer_name in block.weighted_layer_names:  # HAT blocks
             identity = identity * mask[block.shortcut_layer_name].view(1, -1, 1, 1)
+            activations[block.shortcut_layer_name] = identity
         convs = [block.conv1, block.conv2] + ([block.conv3] if hasattr(block, "conv3") else [])
         for index, (conv, name) in enumerate(zip(convs, block.conv_layer_names)):
             z = conv(z)

@@ -274,7 +274,9 @@ def test_resnet18_structure_and_forward():
     assert weight_mask["conv3x/0/conv1"].shape == (128, 64, 3, 3) and set(bias_mask.values()) == {None}
     expected, expected_activations = masked_plain_copy(backbone, weight_mask, bias_mask)(x)
     torch.testing.assert_close(feature, expected)
-    assert_close_dicts(activations, expected_activations)
+    assert list(activations) == [name for name in expected_names if name in activations]
+    assert_close_dicts({name: activations[name] for name in expected_activations}, expected_activations)
+    assert activations.keys() == set(expected_names)
     feature.sum().backward()
     conv = backbone.conv4x[1].conv2
     assert torch.all(conv.weight.grad[weight_mask["conv4x/1/conv2"] == 0] == 0)

@@ -125,6 +125,9 @@ class _ResNetBlock(Backbone):
                 x = x + identity
             x = activate(x, None if masks is None else masks[name], modules.get(activation_attribute))
             activations[name] = x
+        if self.shortcut_layer_name is not None and (masks is not None or conv_call is not None):
+            # a weighted layer of the HAT and WSN ResNets, so it has an activation (FG-AdaHAT reads it)
+            activations[self.shortcut_layer_name] = identity
         return x, activations
 
     def _shortcut(self, input: Tensor, masks: dict[str, Tensor] | None, conv_call: ConvCall | None) -> Tensor:
