@@ -7,7 +7,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from clarena.backbones import HATMaskMLP, WSNMaskMLP
+from clarena_backbones.backbones import HATMaskMLP, WSNMaskMLP  # spawned ranks run without the import hook
 
 STEPS = 3
 BATCH = 16  # the whole batch; each of the ranks takes an equal slice

@@ -89,7 +89,7 @@ def test_get_layer_by_name_is_cached_and_rebuilt_on_miss(monkeypatch):
 def test_block_names_resolve_from_the_outer_backbone():
     backbone = B.HATMaskResNet18(3, 512, "sigmoid")
     block = backbone.conv3x[0]
-    assert block.weighted_layer_names == ["conv3x/0/conv1", "conv3x/0/conv2"]
+    assert block.weighted_layer_names == ["conv3x/0/conv1", "conv3x/0/conv2", "conv3x/0/identity_downsample"]
     assert block.get_layer_by_name("conv3x/0/conv2") is block.conv2
     assert backbone.get_layer_by_name("conv3x/0/conv2") is block.conv2
     assert backbone.get_layer_by_name("conv3x/0/identity_downsample") is block.identity_downsample

@@ -24,7 +24,8 @@ def tiny_results(tmp_path_factory):
 
 
 def test_help_runs_as_a_module():
-    done = subprocess.run([sys.executable, "-m", "clarena", "--help"], capture_output=True, text=True, timeout=120)
+    # `python -m clarena` is the same module through the import hook (tests/test_clarena_alias.py)
+    done = subprocess.run([sys.executable, "-m", "clarena_backbones", "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "clarena-demo" in done.stdout and "--compare-reference" in done.stdout
 

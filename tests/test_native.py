@@ -50,11 +50,11 @@ def test_import_without_the_native_library_warns_once_and_runs_the_reference():
     script = textwrap.dedent(
         """
         import sys, warnings
-        sys.modules["clarena._C"] = None  # as if the library were missing
+        sys.modules["clarena_backbones._C"] = None  # as if the library were missing
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            import torch, clarena
-            from clarena import ops
+            import torch, clarena_backbones
+            from clarena_backbones import ops
         messages = [str(w.message) for w in caught if "native library" in str(w.message)]
         assert len(messages) == 1, messages
         assert not ops.native_available()

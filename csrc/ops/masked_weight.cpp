@@ -25,7 +25,7 @@ void check_backward_args(const at::Tensor& grad, const at::Tensor& weight, const
 }
 
 TORCH_LIBRARY_FRAGMENT(clarena, m) {
-  m.set_python_module("clarena.ops.masked_weight");
+  m.set_python_module("clarena_backbones.ops.masked_weight");
   m.def("masked_weight(Tensor weight, Tensor mask) -> Tensor");
   m.def("masked_weight_backward(Tensor grad, Tensor weight, Tensor mask) -> (Tensor, Tensor)");
 }

@@ -59,7 +59,7 @@ void foreach_scale_grad_by_measure_(at::TensorList grads, at::TensorList a, cons
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(clarena, m) {
-  m.set_python_module("clarena.ops.parameter_measure");
+  m.set_python_module("clarena_backbones.ops.parameter_measure");
   m.def("parameter_measure(Tensor a, Tensor? b, int[] weight_shape, str mode) -> Tensor");
   m.def("scale_grad_by_measure_(Tensor(a!) grad, Tensor a, Tensor? b, str aggregation, str rate, "
         "float alpha, float r) -> ()");

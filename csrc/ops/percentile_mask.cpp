@@ -2,6 +2,6 @@
 #include <torch/library.h>
 
 TORCH_LIBRARY_FRAGMENT(clarena, m) {
-  m.set_python_module("clarena.ops.percentile_mask");
+  m.set_python_module("clarena_backbones.ops.percentile_mask");
   m.def("percentile_mask(Tensor score, float keep) -> Tensor");
 }

@@ -30,7 +30,7 @@ Layout check_backward_args(const at::Tensor& grad, const at::Tensor& input, cons
 }
 
 TORCH_LIBRARY_FRAGMENT(clarena, m) {
-  m.set_python_module("clarena.ops.unit_mask");
+  m.set_python_module("clarena_backbones.ops.unit_mask");
   m.def("unit_mask(Tensor input, Tensor mask, bool relu) -> Tensor");
   m.def("unit_mask_backward(Tensor grad, Tensor input, Tensor mask, bool relu) -> (Tensor, Tensor)");
 }
