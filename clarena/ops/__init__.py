@@ -10,10 +10,13 @@ from clarena.ops.masked_weight import masked_conv2d, masked_linear, masked_weigh
 from clarena.ops.native import native_available, use_reference
 from clarena.ops.parameter_measure import foreach_scale_grad_by_measure_, parameter_measure, scale_grad_by_measure_
 from clarena.ops.percentile_mask import percentile_mask
+from clarena.ops.task_embedding import foreach_compensate_embedding_grad_, foreach_sigmoid_gate
 from clarena.ops.unit_mask import unit_mask
 
 __all__ = [
+    "foreach_compensate_embedding_grad_",
     "foreach_scale_grad_by_measure_",
+    "foreach_sigmoid_gate",
     "masked_conv2d",
     "masked_linear",
     "masked_weight",
