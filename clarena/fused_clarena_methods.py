@@ -10,7 +10,12 @@ fgadahat.py, wsn.py):
 * the adjustment rates as mappings from layer name to tensor whose values are built only when read
   (`AdjustmentRates`), equal to CLArena's;
 * the network capacity (mean adjustment rate over all parameters, with CLArena's counting) summed
-  from the unit measures, without a weight-sized tensor except for 'mean' aggregation.
+  from the unit measures for all layers at once, without a weight-sized tensor except for 'mean'
+  aggregation.
+
+A rate is CLArena's expression `formula(m, p)` of a measure `m` and a per-layer parameter `p`
+(AdaHAT's `r`, FG-AdaHAT's factor; unused by HAT), evaluated on a layer's measure with its
+parameter, or on all layers' padded unit measures with the (layers, 1) column of parameters.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from torch import Tensor
 from clarena.backbones.hat_mask_backbone import anneal_scale
 from clarena.ops import foreach_compensate_embedding_grad_, foreach_scale_grad_by_measure_, parameter_measure
 
-RateFormula = Callable[[Tensor], Tensor]
+RateFormula = Callable[[Tensor, Any], Tensor]
 
 
 class AdjustmentRates(Mapping[str, Tensor]):
@@ -37,16 +42,15 @@ class AdjustmentRates(Mapping[str, Tensor]):
     """
 
     def __init__(self) -> None:
-        self._specs: dict[str, tuple[Callable[[], Tensor], RateFormula]] = {}
+        self._specs: dict[str, Callable[[], Tensor]] = {}
         self._built: dict[str, Tensor] = {}
 
-    def add(self, name: str, measure: Callable[[], Tensor], formula: RateFormula) -> None:
-        self._specs[name] = (measure, formula)
+    def add(self, name: str, build: Callable[[], Tensor]) -> None:
+        self._specs[name] = build
 
     def __getitem__(self, name: str) -> Tensor:
         if name not in self._built:
-            measure, formula = self._specs[name]
-            self._built[name] = formula(measure())
+            self._built[name] = self._specs[name]()
         return self._built[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -56,28 +60,58 @@ class AdjustmentRates(Mapping[str, Tensor]):
         return len(self._specs)
 
 
-def rate_sum(a: Tensor, b: Tensor | None, weight_shape: Sequence[int], aggregation: str, formula: RateFormula) -> Tensor:
-    """`formula(measure).sum()` of a weight's parameter-wise measure, from its unit measures.
+def weight_rate_sums(
+    a: Sequence[Tensor],
+    b: Sequence[Tensor | None],
+    weight_shapes: Sequence[Sequence[int]],
+    aggregation: str,
+    formula: RateFormula,
+    params: Sequence[float | None],
+) -> tuple[Tensor, Tensor]:
+    """Per layer, `formula(measure, params[l]).sum()` over its weight's parameter-wise measure,
+    and over its unit measure `a` (the bias rates).
 
-    The measure of w[i, j, ...] is `aggregation(a[i], b[j])`. For min and max each entry is a[i]
-    or b[j]: with b sorted, the b[j] below (min) or above (max) a[i] are a prefix or suffix, so
-    each row's sum is a prefix sum plus a count times formula(a[i]). A mean is neither, so its
-    (out, in) table is built (without the kernel dimensions).
+    The measure of w[i, j, ...] is `aggregation(a[i], b[j])` (`a[i]` alone when `b` is None).
+    For min and max each entry is a[i] or b[j]: with b sorted, the b[j] below (min) or above
+    (max) a[i] are a prefix or suffix, so a row's sum is a prefix sum plus a count times
+    formula(a[i]). All layers run together, padded to the widest. A mean is neither, so its
+    (out, in) table is built, layer by layer (without the kernel dimensions).
     """
-    if b is None:
-        return formula(a).sum() * (math.prod(weight_shape) // max(weight_shape[0], 1))
-    inner = math.prod(weight_shape[2:])
+    reference = a[0]
+    p = None if params[0] is None else torch.tensor(params, dtype=reference.dtype, device=reference.device)[:, None]
     if aggregation == "mean":
-        return formula((a[:, None] + b[None, :]) / 2).sum() * inner
-    b_sorted = torch.sort(b).values
-    prefix = torch.cat([b_sorted.new_zeros(1), formula(b_sorted).cumsum(0)])
-    if aggregation == "min":
-        below = torch.searchsorted(b_sorted, a, side="left")
-        rows = prefix[below] + (b.numel() - below) * formula(a)
+        weight_sums = [
+            formula(a_l[:, None] if b_l is None else (a_l[:, None] + b_l[None, :]) / 2, p_l).sum()
+            * math.prod(shape[1 if b_l is None else 2:])
+            for a_l, b_l, shape, p_l in zip(a, b, weight_shapes, params)
+        ]
+        return torch.stack(weight_sums), torch.stack([formula(a_l, p_l).sum() for a_l, p_l in zip(a, params)])
+    is_min = aggregation == "min"
+    device = reference.device
+    padded_a = torch.nn.utils.rnn.pad_sequence(list(a), batch_first=True)
+    # +inf pads sort last and are never below a[i] (min); -inf pads sort first and are never above it (max)
+    padded_b = torch.nn.utils.rnn.pad_sequence(
+        [reference.new_empty(0) if b_l is None else b_l for b_l in b], batch_first=True, padding_value=math.inf if is_min else -math.inf
+    )
+    sizes = [(a_l.numel(), 0 if b_l is None else b_l.numel(), math.prod(shape[2:]), math.prod(shape[1:]))
+             for a_l, b_l, shape in zip(a, b, weight_shapes)]  # fmt: skip
+    outs, ins, inner, per_row = torch.tensor(sizes, device=device).unbind(1)
+    real_a = torch.arange(padded_a.size(1), device=device) < outs[:, None]
+    rate_a = torch.where(real_a, formula(padded_a, p), 0)
+    sorted_b = padded_b.sort(dim=1).values
+    pads = padded_b.size(1) - ins
+    columns = torch.arange(padded_b.size(1), device=device)
+    real_b = columns < ins[:, None] if is_min else columns >= pads[:, None]
+    prefix = torch.nn.functional.pad(torch.where(real_b, formula(sorted_b, p), 0).cumsum(1), (1, 0))
+    if is_min:
+        below = torch.searchsorted(sorted_b, padded_a, side="left")
+        rows = prefix.gather(1, below) + (ins[:, None] - below) * rate_a
     else:
-        up_to = torch.searchsorted(b_sorted, a, side="right")
-        rows = up_to * formula(a) + (prefix[-1] - prefix[up_to])
-    return rows.sum() * inner
+        up_to = torch.searchsorted(sorted_b, padded_a, side="right")
+        rows = (up_to - pads[:, None]) * rate_a + (prefix[:, -1:] - prefix.gather(1, up_to))
+    unit_sums = rate_a.sum(1)
+    with_b = torch.where(real_a, rows, 0).sum(1) * inner
+    return torch.where(ins > 0, with_b, unit_sums * per_row), unit_sums
 
 
 def _layers(algorithm: Any) -> list[tuple[str, torch.nn.Module, str | None]]:
@@ -100,43 +134,49 @@ def fused_adjustment(
     measure: Mapping[str, Tensor],
     aggregation: str,
     rate: str,
-    formulas: Mapping[str, RateFormula],
+    formula: RateFormula,
+    params: Mapping[str, Tensor | float] | None = None,
     alpha: float | None = None,
     r: Mapping[str, Tensor | float] | None = None,
 ) -> tuple[AdjustmentRates, AdjustmentRates, Tensor]:
-    """Scale every weighted layer's gradients by `formulas[layer](measure)`, CLArena's way.
+    """Scale every weighted layer's gradients by `formula(measure, params[layer])`, CLArena's way.
 
-    `rate`, `alpha` and `r` name the same rate for the native kernel (`formulas` is CLArena's
-    expression of it, for the returned rates and the capacity). Returns (weight rates, bias rates
-    of layers with a bias, capacity).
+    `rate`, `alpha` and `r` (one per layer) name the same rate for the native kernel. Returns
+    (weight rates, bias rates of layers with a bias, capacity).
     """
-    grads, a_list, b_list, layer_r = [], [], [], []
+    layers = _layers(algorithm)
+    names = [name for name, _, _ in layers]
+    layer_params = dict(zip(names, _floats([params[name] for name in names]))) if params is not None else dict.fromkeys(names)
+    layer_r = dict(zip(names, _floats([r[name] for name in names]))) if r is not None else dict.fromkeys(names)
+    grads, grad_a, grad_b, grad_r = [], [], [], []
+    a_list, b_list, shapes = [], [], []
     weight_rates, bias_rates = AdjustmentRates(), AdjustmentRates()
-    capacity_sum, count = None, 0
-    r_values = dict(zip(r, _floats(list(r.values())))) if r is not None else {}
-    for name, layer, preceding in _layers(algorithm):
+    for name, layer, preceding in layers:
         a = measure[name]
         b = None if preceding is None else measure[preceding]
         shape = tuple(layer.weight.shape)
-        formula = formulas[name]
+        p = None if params is None else params[name]
+        a_list.append(a)
+        b_list.append(b)
+        shapes.append(shape)
+        a_grad = a.to(layer.weight.grad)
         grads.append(layer.weight.grad)
-        a_list.append(a.to(layer.weight.grad))
-        b_list.append(None if b is None else b.to(layer.weight.grad))
-        layer_r.append(r_values.get(name))
-        weight_rates.add(name, lambda a=a, b=b, shape=shape: parameter_measure(a, b, shape, aggregation), formula)
+        grad_a.append(a_grad)
+        grad_b.append(None if b is None else b.to(layer.weight.grad))
+        grad_r.append(layer_r[name])
+        weight_rates.add(name, lambda a=a, b=b, shape=shape, p=p: formula(parameter_measure(a, b, shape, aggregation), p))
         if layer.bias is not None:
             grads.append(layer.bias.grad)
-            a_list.append(a_list[-1])
-            b_list.append(None)
-            layer_r.append(r_values.get(name))
-            bias_rates.add(name, lambda a=a: a, formula)
-        # CLArena's capacity counts a bias rate for every layer, with or without a bias.
-        layer_sum = rate_sum(a, b, shape, aggregation, formula) + formula(a).sum()
-        capacity_sum = layer_sum if capacity_sum is None else capacity_sum + layer_sum
-        count += math.prod(shape) + a.numel()
-    foreach_scale_grad_by_measure_(grads, a_list, b_list, aggregation, rate, alpha, layer_r if r is not None else None)
-    capacity = capacity_sum.to(torch.get_default_dtype()) / count
-    return weight_rates, bias_rates, capacity
+            grad_a.append(a_grad)
+            grad_b.append(None)
+            grad_r.append(layer_r[name])
+            bias_rates.add(name, lambda a=a, p=p: formula(a, p))
+    foreach_scale_grad_by_measure_(grads, grad_a, grad_b, aggregation, rate, alpha, grad_r if r is not None else None)
+    # CLArena's capacity counts a bias rate for every layer, with or without a bias.
+    parameter_list = [layer_params[name] for name in names]
+    weight_sums, bias_sums = weight_rate_sums(a_list, b_list, shapes, aggregation, formula, parameter_list)
+    count = sum(math.prod(shape) + a.numel() for shape, a in zip(shapes, a_list))
+    return weight_rates, bias_rates, (weight_sums + bias_sums).sum().to(torch.get_default_dtype()) / count
 
 
 def materialised_adjustment(
@@ -149,8 +189,8 @@ def materialised_adjustment(
     for name, layer, preceding in _layers(algorithm):
         a = measure[name]
         b = None if preceding is None else measure[preceding]
-        weight_rate = formula(parameter_measure(a, b, layer.weight.shape, aggregation))
-        bias_rate = formula(a)
+        weight_rate = formula(parameter_measure(a, b, layer.weight.shape, aggregation), None)
+        bias_rate = formula(a, None)
         layer.weight.grad.mul_(weight_rate)
         weight_rates[name] = weight_rate
         if layer.bias is not None:
@@ -166,12 +206,12 @@ def materialised_adjustment(
 def _hat_formula(mode: str, alpha: float | None) -> RateFormula:
     """CLArena's HAT rate expression for `mode` (its hat.py, `clip_grad_by_adjustment`)."""
     if mode == "hat":
-        return lambda m: 1 - m
+        return lambda m, _: 1 - m
     if mode == "hat_const_alpha":
-        return lambda m: alpha * torch.ones_like(m) * m + (1 - m)
+        return lambda m, _: alpha * torch.ones_like(m) * m + (1 - m)
     if mode == "hat_const_1":
-        return lambda m: torch.ones_like(m) * m + (1 - m)
-    return lambda m: torch.rand_like(m) * m + (1 - m)  # hat_random
+        return lambda m, _: torch.ones_like(m) * m + (1 - m)
+    return lambda m, _: torch.rand_like(m) * m + (1 - m)  # hat_random
 
 
 def hat_clip_grad_by_adjustment(self: Any, original: Callable[..., Any], **kwargs: Any):
@@ -184,8 +224,7 @@ def hat_clip_grad_by_adjustment(self: Any, original: Callable[..., Any], **kwarg
         return original(self, **kwargs)  # CLArena leaves gradients as they are
     # hat_const_1 is hat_const_alpha with alpha = 1: `1 * m + (1 - m)`, CLArena's expression.
     rate, alpha = ("hat", None) if mode == "hat" else ("hat_const_alpha", 1.0 if mode == "hat_const_1" else self.alpha)
-    formula = _hat_formula(mode, self.alpha)
-    return fused_adjustment(self, measure, "min", rate, dict.fromkeys(measure, formula), alpha=alpha)
+    return fused_adjustment(self, measure, "min", rate, _hat_formula(mode, self.alpha), alpha=alpha)
 
 
 def compensate_task_embedding_gradients(self: Any, original: Callable[..., Any], batch_idx: int, num_batches: int) -> None:
@@ -208,8 +247,8 @@ def adahat_clip_grad_by_adjustment(self: Any, original: Callable[..., Any], netw
         r = {name: self.adjustment_intensity / (self.epsilon + network_sparsity[name]) for name in names}
     if mode == "adahat_no_sum":
         return _adahat_no_sum(self, r)
-    formulas = {name: (lambda m, r_layer=r_layer: torch.div(r_layer, m + r_layer)) for name, r_layer in r.items()}
-    return fused_adjustment(self, self.summative_mask_for_previous_tasks, "min", "adahat", formulas, r=r)
+    measure = self.summative_mask_for_previous_tasks
+    return fused_adjustment(self, measure, "min", "adahat", lambda m, r_layer: torch.div(r_layer, m + r_layer), params=r, r=r)
 
 
 def _adahat_no_sum(self: Any, r: Mapping[str, Any]) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
@@ -243,12 +282,11 @@ def fgadahat_clip_grad_by_adjustment(self: Any, original: Callable[..., Any], ne
         if self.importance_scheduler_type == "linear_sparsity_reg":
             factor = factor * (self.task_id + self.base_linear)
         factors[name] = factor
-    formulas = {
-        name: (lambda m, factor=factor: torch.div(intensity, (factor * m + intensity))) for name, factor in factors.items()
-    }
-    r = {name: intensity / factor for name, factor in factors.items()}
-    aggregation = self.neuron_to_weight_importance_aggregation_mode
-    return fused_adjustment(self, self.summative_importance_for_previous_tasks, aggregation, "adahat", formulas, r=r)
+    return fused_adjustment(
+        self, self.summative_importance_for_previous_tasks, self.neuron_to_weight_importance_aggregation_mode, "adahat",
+        lambda m, factor: torch.div(intensity, (factor * m + intensity)),
+        params=factors, r={name: intensity / factor for name, factor in factors.items()},
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------- WSN
