@@ -131,3 +131,24 @@ def test_bad_arguments_are_named():
         ops.foreach_compensate_embedding_grad_(weights, [grads[0], torch.ones(1, 5)], 1.0, 400.0, 50.0)
     with pytest.raises(ValueError, match="`scale` must be non-zero"):
         ops.foreach_compensate_embedding_grad_(weights, grads, 0.0, 400.0, 50.0)
+
+
+@pytest.mark.parametrize("name", ["HATMaskMLP", "HATMaskResNet18"])
+def test_backbone_compensation_is_hats_formula_for_every_embedding(name):
+    from clarena import backbones
+
+    kwargs = dict(input_dim=6, hidden_dims=[5, 4], output_dim=3) if name == "HATMaskMLP" else dict(input_channels=3, output_dim=8)
+    backbone = getattr(backbones, name)(gate="sigmoid", **kwargs)
+    backbone.initialize_task_embedding("N01")
+    weights = [embedding.weight for embedding in backbone.task_embedding_t.values()]
+    for weight in weights:
+        weight.grad = torch.randn_like(weight)
+    expected = [weight.grad.clone() for weight in weights]
+    s_max, clamp, batch_idx, num_batches = 400.0, 50.0, 3, 10
+    scale = 1 / s_max + (s_max - 1 / s_max) * (batch_idx - 1) / (num_batches - 1)  # HAT's anneal
+    with ops.use_reference():
+        ops.foreach_compensate_embedding_grad_(weights, expected, scale, s_max, clamp)
+    backbone.compensate_task_embedding_gradients(s_max, clamp, batch_idx, num_batches)
+    assert len(weights) == len(backbone.weighted_layer_names)
+    for weight, theirs in zip(weights, expected):
+        torch.testing.assert_close(weight.grad, theirs)
