@@ -135,6 +135,6 @@ def __getattr__(name: str) -> Any:
         def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
             accelerate_clarena()
 
-    AccelerateCallback.__module__ = __name__
+    AccelerateCallback.__module__, AccelerateCallback.__qualname__ = __name__, name  # importable, picklable
     globals()[name] = AccelerateCallback
     return AccelerateCallback

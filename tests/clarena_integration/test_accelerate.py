@@ -7,6 +7,7 @@ loss, the network capacity and every adjustment-rate tensor returned at every st
 """
 
 import functools
+import pickle
 import warnings
 
 import pytest
@@ -208,6 +209,7 @@ def test_callback_from_a_hydra_config():
 
     callback = instantiate({"_target_": "clarena.accelerate.AccelerateCallback"})
     assert isinstance(callback, lightning.pytorch.Callback)
+    assert type(pickle.loads(pickle.dumps(callback))) is accelerate.AccelerateCallback
     algorithm = CASES["hat"]()
     algorithm.setup_task_id(1, NUM_CLASSES, functools.partial(torch.optim.SGD, lr=0.05), None)
     trainer = lightning.Trainer(
