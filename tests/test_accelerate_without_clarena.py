@@ -4,7 +4,6 @@ import importlib
 
 import pytest
 
-import clarena
 from clarena import accelerate
 
 
@@ -18,6 +17,6 @@ def test_without_clarena_nothing_changes_and_a_warning_says_why(monkeypatch):
 
     monkeypatch.setattr(importlib, "import_module", import_without_clarena)
     with pytest.warns(RuntimeWarning, match=r"CLArena is not installed .*accelerate_clarena\(\) changed nothing"):
-        assert clarena.accelerate_clarena() is False
+        assert accelerate.accelerate_clarena() is False
     assert not accelerate.is_accelerated()
-    clarena.restore_clarena()  # nothing to restore
+    accelerate.restore_clarena()  # nothing to restore
