@@ -214,11 +214,6 @@ def group_train_step(arch: str) -> str:
     return f"train_step {ARCHS[arch].label}"
 
 
-def anneal_scale(batch_idx: int, num_batches: int) -> float:
-    """HAT's annealed gate scale, CLArena's formula."""
-    return 1 / S_MAX + (S_MAX - 1 / S_MAX) * (batch_idx - 1) / (num_batches - 1)
-
-
 def _batch(arch: Arch) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.randn(arch.batch, *arch.input_shape, dtype=DTYPE)
     y = torch.randint(0, NUM_CLASSES, (arch.batch,))
@@ -243,7 +238,8 @@ def train_step(arch_name: str, backbone_name: str, impl: str) -> Workload:
     * plain (CLMLP, CLResNet18): no adjustment.
     * HAT: train-stage forward (s_max 400, batch_idx, num_batches), then
       `clip_grad_by_measure_(cumulative mask, 'min', 'hat')` and HAT's task-embedding gradient
-      compensation (plain torch, identical on both paths). No sparsity regulariser.
+      compensation (`compensate_task_embedding_gradients`: CLArena's per-layer formula on the
+      reference path, one fused pass natively). No sparsity regulariser.
     * WSN: train-stage forward (mask_percentage 0.7), then `grad *= 1 - cumulative mask` for every
       weighted layer's weight and bias (plain torch, identical on both paths).
     """
@@ -257,19 +253,13 @@ def train_step(arch_name: str, backbone_name: str, impl: str) -> Workload:
         backbone.setup_task_id(2)
         backbone.initialize_task_embedding("N01")
         cumulative = {name: _binary(layer.weight.size(0)) for name, layer in weighted_layers(backbone)}
-        scale = anneal_scale(BATCH_IDX, arch.num_batches)
-        embeddings = list(backbone.task_embedding_t.values())
 
         def forward() -> torch.Tensor:
             return backbone(x, "train", s_max=S_MAX, batch_idx=BATCH_IDX, num_batches=arch.num_batches)[0]
 
         def adjust() -> None:
             backbone.clip_grad_by_measure_(cumulative, "min", "hat")
-            for embedding in embeddings:  # CLArena's compensate_task_embedding_gradients
-                e = embedding.weight.data
-                num = torch.cosh(torch.clamp(scale * e, -CLAMP_THRESHOLD, CLAMP_THRESHOLD)) + 1
-                den = torch.cosh(e) + 1
-                embedding.weight.grad.data *= S_MAX / scale * num / den
+            backbone.compensate_task_embedding_gradients(S_MAX, CLAMP_THRESHOLD, BATCH_IDX, arch.num_batches)
 
     elif backbone_name.startswith("WSN"):
         backbone.setup_task_id(2)
@@ -381,6 +371,9 @@ def all_workloads() -> dict[tuple[str, str], Callable[[], Workload]]:
             )
     for name, impl in TEST_VARIANTS:
         table[(group_test_forward(), step_label(name, impl))] = lambda n=name, i=impl: stored_mask_forward(n, i)
+    import clarena_workloads  # CLArena's own training step (its builders need CLArena)
+
+    table.update(clarena_workloads.all_workloads())
     return table
 
 

@@ -1,7 +1,8 @@
 """clarena: CLArena's backbones, with their per-step masking work in native kernels.
 
 `clarena.backbones` is a drop-in replacement for CLArena's module of the same name;
-`clarena.ops` holds the operators it runs on (C++ on CPU, CUDA on GPU, pure PyTorch otherwise).
+`clarena.ops` holds the operators it runs on (C++ on CPU, CUDA on GPU, pure PyTorch otherwise);
+`accelerate_clarena()` gives CLArena's own HAT-family and WSN algorithms the fused per-step work.
 The code lives in this package, `clarena_backbones`; `_clarena_backbones_hook` serves it under
 the `clarena.*` names, beside CLArena's own `clarena` package when that is installed.
 """
@@ -11,10 +12,19 @@ import warnings
 
 import _clarena_backbones_hook
 from clarena_backbones import backbones, ops
+from clarena_backbones.accelerate import accelerate_clarena, restore_clarena
 from clarena_backbones.ops import native_available, use_reference
 
 __version__ = "0.1.0"
-__all__ = ["backbones", "ops", "native_available", "use_reference", "__version__"]
+__all__ = [
+    "accelerate_clarena",
+    "backbones",
+    "ops",
+    "native_available",
+    "restore_clarena",
+    "use_reference",
+    "__version__",
+]
 
 # Normally `clarena_backbones.pth` installed the hook at interpreter start; importing it above
 # installs it now at the latest. Only a `clarena.backbones` imported before that is CLArena's.

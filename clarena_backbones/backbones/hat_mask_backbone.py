@@ -10,7 +10,12 @@ from clarena_backbones.backbones import state_hooks
 from clarena_backbones.backbones.arguments import check_choice
 from clarena_backbones.backbones.base import CLBackbone
 from clarena_backbones.backbones.stored_masks import StoredMasks
-from clarena_backbones.ops import foreach_scale_grad_by_measure_, parameter_measure
+from clarena_backbones.ops import (
+    foreach_compensate_embedding_grad_,
+    foreach_scale_grad_by_measure_,
+    foreach_sigmoid_gate,
+    parameter_measure,
+)
 
 AGGREGATION_MODES = ("min", "max", "mean")
 ADJUSTMENT_RATES = ("hat", "hat_const_alpha", "adahat")
@@ -58,7 +63,7 @@ class HATMaskBackbone(CLBackbone):
         self.masks: StoredMasks = StoredMasks()
         # True for blocks inside a larger HAT backbone, whose root saves and loads the masks.
         self._masks_saved_by_parent = False
-        self._embedding_cache: tuple[Any, list[nn.Embedding], list[int]] | None = None
+        self._embedding_cache: tuple[Any, list[nn.Embedding]] | None = None
         self._ones_cache: dict[Any, Tensor] = {}
         state_hooks.install(self)
 
@@ -71,21 +76,31 @@ class HATMaskBackbone(CLBackbone):
             for embedding in self.task_embedding_t.values():
                 init(embedding.weight)
 
-    def _embeddings(self) -> tuple[list[nn.Embedding], list[int]]:
-        """Embeddings of `weighted_layer_names` in order and their unit counts (cached)."""
+    def _embeddings(self) -> list[nn.Embedding]:
+        """Embeddings of `weighted_layer_names` in order (cached)."""
         key = (id(self.weighted_layer_names), len(self.weighted_layer_names), len(self.task_embedding_t))
         cache = self._embedding_cache
         if cache is None or cache[0] != key:
-            embeddings = [self.task_embedding_t[name] for name in self.weighted_layer_names]
-            cache = self._embedding_cache = (key, embeddings, [e.weight.numel() for e in embeddings])
-        return cache[1], cache[2]
+            cache = self._embedding_cache = (key, [self.task_embedding_t[name] for name in self.weighted_layer_names])
+        return cache[1]
 
     def _gated_masks(self, scale: float) -> dict[str, Tensor]:
         """`sigmoid(scale * embedding)` of every layer, in one fused pass over all units."""
-        embeddings, sizes = self._embeddings()
-        flat = torch.cat([embedding.weight.reshape(-1) for embedding in embeddings])
-        gates = torch.sigmoid(flat * scale).split(sizes)
+        gates = foreach_sigmoid_gate([embedding.weight for embedding in self._embeddings()], scale)
         return dict(zip(self.weighted_layer_names, gates))
+
+    def compensate_task_embedding_gradients(
+        self, s_max: float, clamp_threshold: float, batch_idx: int, num_batches: int
+    ) -> None:
+        """HAT's embedding-gradient compensation (Serra et al., 2018, Sec. 2.5), every layer in one call.
+
+        Scales each task embedding's gradient in place by `s_max / s * (cosh(clamp(s e, -c, c)) + 1)
+        / (cosh(e) + 1)` with `s = anneal_scale(s_max, batch_idx, num_batches)` and `c =
+        clamp_threshold`, as CLArena's HAT algorithm does after `backward()`.
+        """
+        weights = [embedding.weight for embedding in self.task_embedding_t.values() if embedding.weight.grad is not None]
+        scale = anneal_scale(s_max, batch_idx, num_batches)
+        foreach_compensate_embedding_grad_(weights, [weight.grad for weight in weights], scale, s_max, clamp_threshold)
 
     # ----------------------------------------------------------------------------------- masks
     def get_mask(

@@ -10,10 +10,13 @@ from clarena_backbones.ops.masked_weight import masked_conv2d, masked_linear, ma
 from clarena_backbones.ops.native import native_available, use_reference
 from clarena_backbones.ops.parameter_measure import foreach_scale_grad_by_measure_, parameter_measure, scale_grad_by_measure_
 from clarena_backbones.ops.percentile_mask import percentile_mask
+from clarena_backbones.ops.task_embedding import foreach_compensate_embedding_grad_, foreach_sigmoid_gate
 from clarena_backbones.ops.unit_mask import unit_mask
 
 __all__ = [
+    "foreach_compensate_embedding_grad_",
     "foreach_scale_grad_by_measure_",
+    "foreach_sigmoid_gate",
     "masked_conv2d",
     "masked_linear",
     "masked_weight",

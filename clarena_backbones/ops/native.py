@@ -55,6 +55,11 @@ def use_reference() -> Iterator[None]:
         _reference_depth -= 1
 
 
+def reference_forced() -> bool:
+    """Whether `use_reference` is active (ops built from ATen ops follow it too)."""
+    return _reference_depth > 0
+
+
 def runs_native(tensor: torch.Tensor) -> bool:
     """Whether an op on `tensor` runs its native kernel."""
-    return _reference_depth == 0 and tensor.device.type in NATIVE_DEVICE_TYPES
+    return not reference_forced() and tensor.device.type in NATIVE_DEVICE_TYPES

@@ -69,3 +69,15 @@ def masked_weight(weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def unit_mask(input: torch.Tensor, mask: torch.Tensor, relu: bool) -> torch.Tensor:
     masked = input * mask.view(1, -1, *([1] * (input.dim() - 2)))
     return F.relu(masked) if relu else masked
+
+
+def foreach_sigmoid_gate(embeddings, scale: float) -> list[torch.Tensor]:
+    return [torch.sigmoid(scale * embedding).reshape(-1) for embedding in embeddings]
+
+
+def foreach_compensate_embedding_grad_(embeddings, grads, scale: float, s_max: float, clamp_threshold: float) -> None:
+    for embedding, grad in zip(embeddings, grads):
+        e = embedding.detach()
+        num = torch.cosh(torch.clamp(scale * e, -clamp_threshold, clamp_threshold)) + 1
+        den = torch.cosh(e) + 1
+        grad.mul_(s_max / scale * num / den)
