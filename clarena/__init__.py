@@ -5,7 +5,11 @@
 """
 
 from clarena import backbones, ops
+from clarena.mammoth.registration import register_when_mammoth_loads
 from clarena.ops import native_available, use_reference
+
+# In a process that imports Mammoth, its registries get the clarena backbones and models.
+register_when_mammoth_loads()
 
 __version__ = "0.1.0"
 __all__ = ["backbones", "ops", "native_available", "use_reference", "__version__"]
