@@ -1,5 +1,6 @@
 """Shared helpers of the Mammoth tests: the stand-in on `sys.path`, synthetic tasks, Mammoth's loop."""
 
+import os
 import subprocess
 import sys
 from argparse import Namespace
@@ -43,10 +44,8 @@ def mammoth():
 
 def run_python(code: str, *paths: Path) -> str:
     """Run `code` in a fresh interpreter with the repository and `paths` on sys.path; its stdout."""
-    path = ":".join(str(p) for p in (REPOSITORY, *paths))
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": path}, timeout=300
-    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in (REPOSITORY, *paths))}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -51,7 +51,9 @@ def register() -> None:
     for package in _PACKAGES:
         try:
             module = importlib.import_module(package)
-        except ImportError as error:
+        except ModuleNotFoundError as error:
+            if error.name != package:  # Mammoth's own import failed: its message says what is missing
+                raise
             raise ImportError(
                 f"clarena.mammoth.register() needs Mammoth's `{package}` package on sys.path "
                 "(run from Mammoth's root directory)."
