@@ -9,7 +9,7 @@ import torch
 from models.utils.continual_model import ContinualModel  # Mammoth's
 from torch import Tensor, nn
 
-from clarena.mammoth.adapter import MammothAdapter
+from clarena.mammoth.adapter import MammothAdapter, unmasked_parameters
 
 
 class MaskedTaskILModel(ContinualModel):
@@ -17,6 +17,7 @@ class MaskedTaskILModel(ContinualModel):
 
     Each task trains on its own classes' logits only, so the classifier rows of earlier tasks get
     no gradient; logits outside the task are -inf at test time, as Mammoth's task-IL models give.
+    Backbone parameters outside every mask learn in the first task only (`unmasked_parameters`).
     """
 
     COMPATIBILITY = ["task-il"]
@@ -37,6 +38,14 @@ class MaskedTaskILModel(ContinualModel):
                 f"earlier tasks rely on); got {weight_decay}."
             )
         super().__init__(backbone, loss, args, transform, dataset)
+
+    def begin_task(self, dataset) -> None:
+        self.frozen = unmasked_parameters(self.net.backbone) if self.current_task > 0 else []
+
+    def drop_frozen_grads(self) -> None:
+        """Between backward and the step: no update at all (not even weight decay) for `frozen`."""
+        for parameter in self.frozen:
+            parameter.grad = None
 
     def forward(self, x: Tensor, task_label: int | None = None) -> Tensor:
         """Logits through the mask of `task_label` (default: the current task), other tasks' at -inf."""
