@@ -13,7 +13,11 @@ import warnings
 import _clarena_backbones_hook
 from clarena_backbones import backbones, ops
 from clarena_backbones.accelerate import accelerate_clarena, restore_clarena
+from clarena_backbones.mammoth.registration import register_when_mammoth_loads
 from clarena_backbones.ops import native_available, use_reference
+
+# In a process that imports Mammoth, its registries get the clarena backbones and models.
+register_when_mammoth_loads()
 
 __version__ = "0.1.0"
 __all__ = [
