@@ -9,7 +9,6 @@ import torch
 
 from clarena.algorithms.wsn import free_parameters
 from clarena.mammoth import BACKBONES
-from clarena.mammoth.adapter import unmasked_parameters
 from mammoth_helpers import (  # noqa: F401  (mammoth: fixture)
     SyntheticTasks,
     cross_entropy,
@@ -121,35 +120,3 @@ def test_hat_model_adds_its_arguments_to_mammoths_parser(mammoth):
     parser = models_package.REGISTERED_MODELS["clarena-hat"]["class"].get_parser(argparse.ArgumentParser())
     args = parser.parse_args(["--hat_reg", "0.5"])
     assert args.hat_reg == 0.5 and args.hat_clamp == 50.0
-
-
-class ImageTasks(SyntheticTasks):
-    """The same tasks as 1x4x4 images, for the ResNet-18 backbones."""
-
-    def task_data(self, task: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = super().task_data(task)
-        return x.view(-1, 1, 4, 4), y
-
-
-@pytest.mark.parametrize(("model_name", "backbone_name"), [("clarena-hat", "clarena-hat-resnet18"), ("clarena-wsn", "clarena-wsn-resnet18")])
-def test_resnet_shortcuts_outside_the_masks_learn_in_the_first_task_only(mammoth, model_name, backbone_name):
-    _, models_package = mammoth
-    data = ImageTasks(per_class=8)
-    net = BACKBONES[backbone_name](num_classes=data.N_CLASSES, input_channels=1)
-    shortcuts = unmasked_parameters(net.backbone)
-    # the 1x1 shortcut convolutions of conv3x, conv4x and conv5x, and nothing else
-    assert len(shortcuts) == 3 and all(p.dim() == 4 and p.shape[-1] == 1 for p in shortcuts)
-    model = models_package.REGISTERED_MODELS[model_name]["class"](net, cross_entropy, model_args(), None, data)
-    before = [p.detach().clone() for p in shortcuts]
-    learn_task(model, data, 0, epochs=1)
-    assert any(not torch.equal(p, b) for p, b in zip(shortcuts, before))
-    after_first = [p.detach().clone() for p in shortcuts]
-    first = task_il_logits(model, data, 0)
-    learn_task(model, data, 1, epochs=1)
-    assert all(torch.equal(p, b) for p, b in zip(shortcuts, after_first))
-    torch.testing.assert_close(task_il_logits(model, data, 0), first, rtol=0, atol=0)
-
-
-def test_mlps_have_no_parameter_outside_the_masks():
-    for name in ("clarena-hat-mlp", "clarena-wsn-mlp"):
-        assert unmasked_parameters(BACKBONES[name](num_classes=4).backbone) == []

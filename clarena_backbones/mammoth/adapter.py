@@ -26,24 +26,6 @@ def check_positive(argument: str, value: Any, kind: type = int) -> None:
         raise ValueError(f"`{argument}` must be a positive {kind.__name__}; got {value!r}.")
 
 
-# the modules holding a masked backbone's per-task mask parameters (HAT embeddings, WSN scores)
-_MASK_PARAMETER_MODULES = ("task_embedding_t", "weight_score_t", "bias_score_t")
-
-
-def unmasked_parameters(backbone: Backbone) -> list[nn.Parameter]:
-    """The backbone's parameters that no task mask covers (ResNet's 1x1 shortcut convolutions).
-
-    Neither HAT's gradient adjustment nor WSN's freezing reaches them, so the models train them
-    in the first task only: afterwards a change there would reach every earlier task.
-    """
-    covered = {id(p) for layer in backbone._weighted_layers() for p in layer.parameters(recurse=False)}
-    for name in _MASK_PARAMETER_MODULES:
-        module = getattr(backbone, name, None)
-        if module is not None:
-            covered.update(id(p) for p in module.parameters())
-    return [p for p in backbone.parameters() if id(p) not in covered]
-
-
 class MammothAdapter(nn.Module):
     """A Mammoth backbone: `backbone` (features) followed by `classifier` (logits of every class).
 

@@ -28,7 +28,6 @@ class HAT(MaskedTaskILModel):
         return parser
 
     def begin_task(self, dataset) -> None:
-        super().begin_task(dataset)
         backbone = self.net.backbone
         backbone.setup_task_id(self.current_task)
         backbone.initialize_task_embedding("N01")
@@ -45,7 +44,6 @@ class HAT(MaskedTaskILModel):
         # grad *= 1 - min(M^{<t}[out unit], M^{<t}[in unit]): frozen where both ends are taken
         backbone.clip_grad_by_measure_(self.cumulative_mask, aggregation_mode="min", mode="hat")
         backbone.compensate_task_embedding_gradients(self.net.s_max, self.args.hat_clamp, batch_idx, num_batches)
-        self.drop_frozen_grads()
         self.opt.step()
         return loss.item()
 

@@ -9,7 +9,7 @@ import torch
 from models.utils.continual_model import ContinualModel  # Mammoth's
 from torch import Tensor, nn
 
-from clarena_backbones.mammoth.adapter import MammothAdapter, unmasked_parameters
+from clarena_backbones.mammoth.adapter import MammothAdapter
 
 
 class MaskedTaskILModel(ContinualModel):
@@ -17,7 +17,6 @@ class MaskedTaskILModel(ContinualModel):
 
     Each task trains on its own classes' logits only, so the classifier rows of earlier tasks get
     no gradient; logits outside the task are -inf at test time, as Mammoth's task-IL models give.
-    Backbone parameters outside every mask learn in the first task only (`unmasked_parameters`).
     """
 
     COMPATIBILITY = ["task-il"]
@@ -38,14 +37,6 @@ class MaskedTaskILModel(ContinualModel):
                 f"earlier tasks rely on); got {weight_decay}."
             )
         super().__init__(backbone, loss, args, transform, dataset)
-
-    def begin_task(self, dataset) -> None:
-        self.frozen = unmasked_parameters(self.net.backbone) if self.current_task > 0 else []
-
-    def drop_frozen_grads(self) -> None:
-        """Between backward and the step: no update at all (not even weight decay) for `frozen`."""
-        for parameter in self.frozen:
-            parameter.grad = None
 
     def forward(self, x: Tensor, task_label: int | None = None) -> Tensor:
         """Logits through the mask of `task_label` (default: the current task), other tasks' at -inf."""

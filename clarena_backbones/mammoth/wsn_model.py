@@ -18,7 +18,6 @@ class WSN(MaskedTaskILModel):
     BACKBONES = "clarena-wsn-mlp or clarena-wsn-resnet18"
 
     def begin_task(self, dataset) -> None:
-        super().begin_task(dataset)
         backbone = self.net.backbone
         backbone.setup_task_id(self.current_task)
         backbone.initialize_parameter_score("default")
@@ -30,7 +29,6 @@ class WSN(MaskedTaskILModel):
         loss = self.task_loss(self.net.train_forward(inputs), labels)
         loss.backward()
         freeze_used_(self.free)
-        self.drop_frozen_grads()
         self.opt.step()
         return loss.item()
 
