@@ -12,15 +12,15 @@ import torch.nn.functional as F
 
 STAND_IN = Path(__file__).parent / "mammoth_stand_in"
 REPOSITORY = Path(__file__).parent.parent
-# modules bound to one import of the stand-in (the models subclass its ContinualModel)
+# modules bound to one import of the stand-in (the models subclass its ContinualModel), the
+# models under their real and their `clarena.*` names
+_MODEL_MODULES = ("mammoth.task_il_model", "mammoth.hat_model", "mammoth.wsn_model")
 _BOUND_MODULES = (
     "backbone",
     "models",
     "models.utils",
     "models.utils.continual_model",
-    "clarena.mammoth.task_il_model",
-    "clarena.mammoth.hat_model",
-    "clarena.mammoth.wsn_model",
+    *(f"{package}.{module}" for package in ("clarena", "clarena_backbones") for module in _MODEL_MODULES),
 )
 
 
@@ -43,8 +43,13 @@ def mammoth():
 
 
 def run_python(code: str, *paths: Path) -> str:
-    """Run `code` in a fresh interpreter with the repository and `paths` on sys.path; its stdout."""
+    """Run `code` in a fresh interpreter with the repository and `paths` on sys.path; its stdout.
+
+    The interpreter first imports the import hook, as an installed `clarena_backbones.pth` makes
+    every interpreter do, so the `clarena.*` names resolve from a source checkout too.
+    """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in (REPOSITORY, *paths))}
+    code = "import _clarena_backbones_hook\n" + code
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     return result.stdout

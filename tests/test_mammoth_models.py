@@ -120,3 +120,28 @@ def test_hat_model_adds_its_arguments_to_mammoths_parser(mammoth):
     parser = models_package.REGISTERED_MODELS["clarena-hat"]["class"].get_parser(argparse.ArgumentParser())
     args = parser.parse_args(["--hat_reg", "0.5"])
     assert args.hat_reg == 0.5 and args.hat_clamp == 50.0
+
+
+class ImageTasks(SyntheticTasks):
+    """The same tasks as 1x4x4 images, for the ResNet-18 backbones."""
+
+    def task_data(self, task: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = super().task_data(task)
+        return x.view(-1, 1, 4, 4), y
+
+
+@pytest.mark.parametrize(("model_name", "backbone_name"), [("clarena-hat", "clarena-hat-resnet18"), ("clarena-wsn", "clarena-wsn-resnet18")])
+def test_resnets_keep_the_first_tasks_logits_shortcut_convs_included(mammoth, model_name, backbone_name):
+    """Every ResNet parameter sits behind a mask (the 1x1 shortcut convs too), so task 0 does not move."""
+    _, models_package = mammoth
+    data = ImageTasks(per_class=8)
+    net = BACKBONES[backbone_name](num_classes=data.N_CLASSES, input_channels=1)
+    model = models_package.REGISTERED_MODELS[model_name]["class"](net, cross_entropy, model_args(), None, data)
+    learn_task(model, data, 0, epochs=1)
+    first = task_il_logits(model, data, 0)
+    shortcuts = {n: p.detach().clone() for n, p in net.backbone.named_parameters() if "identity_downsample" in n}
+    assert shortcuts
+    learn_task(model, data, 1, epochs=1)
+    torch.testing.assert_close(task_il_logits(model, data, 0), first, rtol=0, atol=0)
+    moved = [n for n, p in net.backbone.named_parameters() if n in shortcuts and not torch.equal(p, shortcuts[n])]
+    assert moved, "task 1 trained none of the shortcut convs' free units"
