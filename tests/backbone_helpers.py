@@ -7,28 +7,18 @@ parameters of a backbone under test (CLArena's `clarena/backbones/*.py`, commit 
 import copy
 from collections.abc import Iterable
 
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 import clarena
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Run each backbone test on one intra-op thread (restored afterwards).
-
-    The backbones' results do not depend on threading (the ops' own tests cover threaded
-    kernels); on this shared two-core machine one thread avoids OpenMP spin contention.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 MLP_ARGS = dict(input_dim=20, hidden_dims=[32, 16], output_dim=8)
 S_MAX = 400.0
+# CLArena's ResNets (feature size 512, or 2048 from depth 50): parameters and weighted layers.
+PARAMS = {18: 11_174_720, 34: 21_282_880, 50: 23_500_352, 101: 42_492_480, 152: 58_136_128}
+WEIGHTED_LAYERS = {18: 17, 34: 33, 50: 49, 101: 100, 152: 151}
 
 
 def images(n: int = 2, seed: int = 0) -> Tensor:
@@ -37,6 +27,26 @@ def images(n: int = 2, seed: int = 0) -> Tensor:
 
 def vectors(n: int = 6, dim: int = 20, seed: int = 0) -> Tensor:
     return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
+
+
+def expected_mlp_keys(batch_normalization: bool, bias: bool = True) -> dict[str, tuple]:
+    """CLArena's MLP(20, [32, 16], 8) state_dict keys and shapes."""
+    dims = [20, 32, 16, 8]
+    keys = {}
+    for i in range(3):
+        keys[f"fc.{i}.weight"] = (dims[i + 1], dims[i])
+        if bias:
+            keys[f"fc.{i}.bias"] = (dims[i + 1],)
+    if batch_normalization:
+        for i in range(3):
+            for stat in ("weight", "bias", "running_mean", "running_var"):
+                keys[f"fc_bn.{i}.{stat}"] = (dims[i + 1],)
+            keys[f"fc_bn.{i}.num_batches_tracked"] = ()
+    return keys
+
+
+def shapes(state_dict) -> dict[str, tuple]:
+    return {key: tuple(value.shape) for key, value in state_dict.items()}
 
 
 def param_count(module: nn.Module) -> int:
@@ -191,7 +201,8 @@ def clarena_hat_resnet(backbone, x: Tensor, mask: dict[str, Tensor], stem_bn, bl
 
 
 def clarena_layer_measure(backbone, measure: dict[str, Tensor], layer_name: str, aggregation: str):
-    """CLArena's get_layer_measure_parameter_wise for min/max (torch.min/max of expanded views)."""
+    """CLArena's get_layer_measure_parameter_wise: torch.min/max of expanded views, and for 'mean'
+    the average CLArena meant (its `torch.mean(a, b)` raised)."""
     layer = backbone.get_layer_by_name(layer_name)
     size = layer.weight.size()
     trailing = tuple(1 for _ in range(len(size) - 2))
@@ -200,17 +211,19 @@ def clarena_layer_measure(backbone, measure: dict[str, Tensor], layer_name: str,
     if preceding is None:
         return mine, measure[layer_name]
     theirs = measure[preceding].view(1, -1, *trailing).expand(size)
+    if aggregation == "mean":
+        return (mine + theirs) / 2, measure[layer_name]
     return (torch.min if aggregation == "min" else torch.max)(mine, theirs), measure[layer_name]
 
 
 def clarena_clip_grad(backbone, measure, aggregation: str, mode: str, alpha=None, r=None) -> None:
     """CLArena's HAT / AdaHAT clip_grad_by_adjustment loop (rates 'hat', 'hat_const_alpha', 'adahat').
 
-    Uses the backbone's `get_layer_measure_parameter_wise`, then `grad *= rate`.
+    The parameter-wise measures come from `clarena_layer_measure`, then `grad *= rate`.
     """
     for name in backbone.weighted_layer_names:
         layer = backbone.get_layer_by_name(name)
-        weight_measure, bias_measure = backbone.get_layer_measure_parameter_wise(measure, name, aggregation)
+        weight_measure, bias_measure = clarena_layer_measure(backbone, measure, name, aggregation)
         layer_r = r[name] if isinstance(r, dict) else r
         if mode == "hat":
             rate_w, rate_b = 1 - weight_measure, 1 - bias_measure

@@ -6,7 +6,7 @@ import io
 import pytest
 import torch
 import torch.nn.functional as F
-from backbone_helpers import (  # noqa: F401  (single_thread: autouse fixture)
+from backbone_helpers import (
     MLP_ARGS,
     S_MAX,
     assert_close_dicts,
@@ -15,12 +15,13 @@ from backbone_helpers import (  # noqa: F401  (single_thread: autouse fixture)
     images,
     randomize_batch_norm,
     randomize_embeddings,
-    single_thread,
     vectors,
 )
 
 import clarena.backbones as B
 from clarena.backbones.resnet import ResNetBase, ResNetBlockLarge, ResNetBlockSmall
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def prepared(backbone, backups=(1,)):

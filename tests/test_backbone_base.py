@@ -4,11 +4,13 @@ import warnings
 
 import pytest
 import torch
-from backbone_helpers import MLP_ARGS, single_thread  # noqa: F401  (autouse fixture)
+from backbone_helpers import MLP_ARGS
 from torch import nn
 
 import clarena.backbones as B
 from clarena.backbones import base
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_exports_and_aliases():

@@ -5,12 +5,13 @@ from pathlib import Path
 import hydra.utils
 import pytest
 import torch
-from backbone_helpers import images, param_count, single_thread  # noqa: F401  (autouse fixture)
+from backbone_helpers import PARAMS, WEIGHTED_LAYERS, images, param_count
 from omegaconf import OmegaConf
-from test_backbone_resnet import PARAMS, WEIGHTED_LAYERS
 
 import clarena.backbones as B
 from clarena.backbones.resnet import DEPTHS, STAGE_CHANNELS
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs" / "backbone").glob("*.yaml"))
 MLP_WEIGHTS, MLP_UNITS = 784 * 256 + 256 * 100 + 100 * 64, 256 + 100 + 64  # 232,704 and 420

@@ -1,12 +1,12 @@
 """HATMaskMLP and the HATMaskBackbone API, against literal re-statements of CLArena's formulas."""
 
+import contextlib
 import copy
 import io
 
 import pytest
 import torch
-from backbone_helpers import (  # noqa: F401  (single_thread: autouse fixture)
-    single_thread,
+from backbone_helpers import (
     MLP_ARGS,
     S_MAX,
     assert_close_dicts,
@@ -17,16 +17,21 @@ from backbone_helpers import (  # noqa: F401  (single_thread: autouse fixture)
     clarena_hat_mlp,
     clarena_layer_measure,
     clone_with_grads,
+    expected_mlp_keys,
     finish_hat_task,
-    with_finished_tasks,
     grads,
     prepared_hat,
+    randomize_embeddings,
+    shapes,
     vectors,
+    with_finished_tasks,
 )
-from test_backbone_mlp import expected_mlp_keys, shapes
 from torch import nn
 
+import clarena
 import clarena.backbones as B
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def make(batch_normalization=None, **kwargs) -> B.HATMaskMLP:
@@ -176,6 +181,19 @@ def test_stored_masks_are_binary_embedding_signs():
     assert_close_dicts(backbone.te_to_binary_mask(), stored)
 
 
+def test_an_embedding_of_exactly_zero_is_masked_out():
+    """sigmoid(s * 0) is exactly 0.5: CLArena's `embedding > 0` stores such a unit as 0."""
+    backbone = make()
+    backbone.setup_task_id(1)
+    pattern = torch.tensor([0.0, -0.0, 1e-30, -1e-30])
+    with torch.no_grad():
+        for embedding in backbone.task_embedding_t.values():
+            embedding.weight.copy_(pattern.repeat(embedding.weight.numel() // 4).view_as(embedding.weight))
+    stored = backbone.store_mask()
+    for name in backbone.weighted_layer_names:
+        assert stored[name].tolist() == [0.0, 0.0, 1.0, 0.0] * (stored[name].numel() // 4), name
+
+
 def test_test_mask_moves_to_the_weight_dtype_once():
     backbone = make()
     finish_task(backbone, 1, seed=3)
@@ -249,7 +267,7 @@ def measures(backbone, seed=0, binary=True):
     return out
 
 
-@pytest.mark.parametrize("aggregation", ["min", "max"])
+@pytest.mark.parametrize("aggregation", ["min", "max", "mean"])
 def test_layer_measure_matches_clarena(aggregation):
     backbone = make()
     measure = measures(backbone, binary=False)
@@ -293,6 +311,24 @@ def test_clip_grad_by_measure_matches_clarena_loop(mode, alpha, r, aggregation):
     expected = clone_with_grads(backbone)
     clarena_clip_grad(expected, measure, aggregation, mode, alpha, r)
     backbone.clip_grad_by_measure_(measure, aggregation, mode, alpha=alpha, r=r)
+    assert_close_dicts(grads(backbone), grads(expected))
+
+
+@pytest.mark.parametrize("mode, alpha, r", [("hat", None, None), ("hat_const_alpha", 0.3, None), ("adahat", None, 0.05)])
+@pytest.mark.parametrize("aggregation", ["min", "max", "mean"])
+@pytest.mark.parametrize("path", ["native", "reference"])
+def test_clip_grad_by_measure_on_square_layers(mode, alpha, r, aggregation, path):
+    """Square weights fit a measure of either orientation, so only the values show that weight
+    (i, j) takes unit i of its layer and unit j of the preceding one."""
+    torch.manual_seed(0)
+    backbone = B.HATMaskMLP(input_dim=12, hidden_dims=[12, 12], output_dim=12, gate="sigmoid")
+    randomize_embeddings(backbone)
+    measure = measures(backbone, seed=4, binary=False)
+    backbone(vectors(dim=12), "train", S_MAX, 3, 10)[0].pow(2).sum().backward()
+    expected = clone_with_grads(backbone)
+    clarena_clip_grad(expected, measure, aggregation, mode, alpha, r)
+    with clarena.ops.use_reference() if path == "reference" else contextlib.nullcontext():
+        backbone.clip_grad_by_measure_(measure, aggregation, mode, alpha=alpha, r=r)
     assert_close_dicts(grads(backbone), grads(expected))
 
 
@@ -356,6 +392,7 @@ def test_clarena_state_dict_keeps_existing_masks():
 
 
 # ------------------------------------------------------------------------------ ops and overhead
+@pytest.mark.usefixtures("native_at_every_size")  # the MLP's activations are below the unit_mask gate
 @pytest.mark.parametrize("batch_normalization", [None, "shared"])
 @pytest.mark.parametrize("activation_layer", [nn.ReLU, nn.Tanh])
 def test_native_path_equals_reference_path(batch_normalization, activation_layer):

@@ -3,30 +3,12 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from backbone_helpers import MLP_ARGS, vectors, single_thread  # noqa: F401  (autouse fixture)
+from backbone_helpers import MLP_ARGS, expected_mlp_keys, shapes, vectors
 from torch import nn
 
 import clarena.backbones as B
 
-
-def expected_mlp_keys(batch_normalization: bool, bias: bool = True) -> dict[str, tuple]:
-    """CLArena's MLP(20, [32, 16], 8) state_dict keys and shapes."""
-    dims = [20, 32, 16, 8]
-    keys = {}
-    for i in range(3):
-        keys[f"fc.{i}.weight"] = (dims[i + 1], dims[i])
-        if bias:
-            keys[f"fc.{i}.bias"] = (dims[i + 1],)
-    if batch_normalization:
-        for i in range(3):
-            for stat in ("weight", "bias", "running_mean", "running_var"):
-                keys[f"fc_bn.{i}.{stat}"] = (dims[i + 1],)
-            keys[f"fc_bn.{i}.num_batches_tracked"] = ()
-    return keys
-
-
-def shapes(state_dict) -> dict[str, tuple]:
-    return {key: tuple(value.shape) for key, value in state_dict.items()}
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.mark.parametrize("cls", [B.MLP, B.CLMLP])

@@ -5,20 +5,20 @@ import types
 
 import pytest
 import torch
-from backbone_helpers import (  # noqa: F401  (single_thread: autouse fixture)
+from backbone_helpers import (
+    PARAMS,
+    WEIGHTED_LAYERS,
     assert_close_dicts,
     clarena_hat_resnet,
     images,
     param_count,
     randomize_batch_norm,
-    single_thread,
 )
 
 import clarena.backbones as B
 from clarena.backbones.resnet import ResNetBlockLarge, ResNetBlockSmall, torchvision_resnet18_key
 
-PARAMS = {18: 11_174_720, 34: 21_282_880, 50: 23_500_352, 101: 42_492_480, 152: 58_136_128}
-WEIGHTED_LAYERS = {18: 17, 34: 33, 50: 49, 101: 100, 152: 151}
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.mark.parametrize("depth", [18, 34, 50])

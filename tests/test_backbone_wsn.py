@@ -6,24 +6,26 @@ import math
 
 import pytest
 import torch
-from backbone_helpers import (  # noqa: F401  (single_thread: autouse fixture)
+from backbone_helpers import (
     MLP_ARGS,
     assert_close_dicts,
     assert_native_equals_reference,
     clarena_wsn_gate,
     clarena_wsn_masks,
     clarena_wsn_mlp,
+    expected_mlp_keys,
     grads,
     images,
     param_count,
-    single_thread,
+    shapes,
     vectors,
 )
-from test_backbone_mlp import expected_mlp_keys, shapes
 
 import clarena
 import clarena.backbones as B
 from clarena.backbones import wsn_mask_backbone
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def make(bias=True, mode="N01", seed=0, **kwargs) -> B.WSNMaskMLP:
@@ -218,22 +220,28 @@ def test_test_stage_reuses_masked_weights_until_something_changes(monkeypatch):
     assert len(calls) == 20 and backbone.fc[0].weight.grad is not None
 
 
-def test_state_dict_round_trip_with_packed_masks():
-    backbone = make(bias=False)
+@pytest.mark.parametrize("bias", [True, False])
+def test_state_dict_round_trip_with_packed_masks(bias):
+    backbone = make(bias=bias)
     trained_tasks(backbone)
     buffer = io.BytesIO()
     torch.save(backbone.state_dict(), buffer)
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)
+    kinds = ("weight", "bias") if bias else ("weight",)
     assert sorted(k for k in state if k.startswith("stored_masks.")) == sorted(
-        f"stored_masks.{task}.weight.fc/{i}" for task in (1, 2) for i in range(3)
+        f"stored_masks.{task}.{kind}.fc/{i}" for task in (1, 2) for kind in kinds for i in range(3)
     )
     assert all(state[k].dtype == torch.uint8 for k in state if k.startswith("stored_masks."))
-    fresh = B.WSNMaskMLP(**MLP_ARGS, bias=False)
+    fresh = B.WSNMaskMLP(**MLP_ARGS, bias=bias)
     fresh.load_state_dict(state, strict=True)
     x = vectors()
     with torch.no_grad():
         for task in (1, 2):
+            for mine, theirs in zip(fresh.masks[task], backbone.masks[task]):
+                assert mine.keys() == theirs.keys()
+                for name in theirs:
+                    assert (mine[name] is None and theirs[name] is None) or torch.equal(mine[name], theirs[name]), (task, name)
             expected = backbone(x, "test", 0.5, test_mask=task)[0]
             torch.testing.assert_close(fresh(x, "test", 0.5, test_mask=task)[0], expected, rtol=0, atol=0)
 

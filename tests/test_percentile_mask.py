@@ -1,7 +1,8 @@
+import bisect
 import math
 import pytest
 import torch
-from op_helpers import DEVICES, non_contiguous, ops_called, requires_native, run_both
+from op_helpers import DEVICES, assert_refused_on_both_paths, non_contiguous, ops_called, requires_native, run_both
 
 from clarena import ops
 
@@ -52,6 +53,41 @@ def test_keeps_one_plus_floor_keep_times_n_minus_1_distinct_scores(n, keep):
     assert kept == 1 + math.floor(keep * (n - 1))
     # the kept ones are the largest scores
     assert bool((score[ops.percentile_mask(score, keep).bool()] >= n - kept).all())
+
+
+def tied_scores_with_uneven_gaps(n: int, generator: torch.Generator) -> torch.Tensor:
+    """`n` shuffled scores: values in pairs 0.1 apart, pairs 1 apart (k + 0.37, k + 0.47), each
+    value repeated one to three times.
+
+    Between an order statistic and the next one up lies either a narrow gap, a wide gap or a
+    tie, so a threshold interpolated towards any other neighbour moves past a score.
+    """
+    values, k = [], 0
+    while len(values) < n:
+        value = k // 2 + (0.47 if k % 2 else 0.37)
+        values += [value] * int(torch.randint(1, 4, (1,), generator=generator))
+        k += 1
+    score = torch.tensor(values[:n], dtype=torch.float32)
+    return score[torch.randperm(n, generator=generator)]
+
+
+@pytest.mark.usefixtures("single_thread")  # many calls; the thread count is covered below
+@pytest.mark.parametrize("n", [9, 100, 5_000, 70_000])
+def test_keeps_the_scores_above_the_interpolated_order_statistics_with_ties(n):
+    generator = torch.Generator().manual_seed(n)
+    score = tied_scores_with_uneven_gaps(n, generator)
+    ordered = score.sort().values.tolist()
+    for lower_rank in torch.randint(0, n - 1, (20,), generator=generator).tolist():
+        for fraction in (0.25, 0.5, 0.75):
+            # torch.quantile interpolates at position (1 - keep) * (n - 1) of the sorted scores
+            keep = 1 - (lower_rank + fraction) / (n - 1)
+            lower, upper = ordered[lower_rank], ordered[lower_rank + 1]
+            # a threshold strictly between two distinct neighbours keeps every score above the
+            # lower one; between two tied ones it equals them and keeps all of their ties
+            expected = n - 1 - lower_rank if upper > lower else n - bisect.bisect_left(ordered, lower)
+            native, reference, _, _ = run_both(ops.percentile_mask, [score, keep])
+            assert int(native.sum()) == expected, (lower_rank, fraction)
+            assert int(reference.sum()) == expected, (lower_rank, fraction)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -143,8 +179,9 @@ def test_result_does_not_depend_on_the_thread_count():
 
 
 @requires_native
-def test_opcheck():
-    for name, score, keep in sample_inputs():
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
+    for name, score, keep in sample_inputs(device):
         if score.numel() == 0:
             continue
         torch.library.opcheck(torch.ops.clarena.percentile_mask.default, (score, keep))
@@ -164,24 +201,22 @@ def test_compiles_without_graph_breaks():
 
 
 @pytest.mark.parametrize(
-    "score, keep, error, pattern",
+    "score, keep, error, message",
     [
-        (torch.arange(10), 0.5, TypeError, "`score` must be float32 or float64"),
-        (torch.randn(10).half(), 0.5, TypeError, "`score` must be float32 or float64"),
-        (torch.randn(10).bfloat16(), 0.5, TypeError, "`score` must be float32 or float64"),
-        ([1.0, 2.0], 0.5, TypeError, "`score` must be a torch.Tensor"),
-        (torch.randn(10), 0.0, ValueError, r"`keep` must be in \(0, 1\]"),
-        (torch.randn(10), 1.5, ValueError, r"`keep` must be in \(0, 1\]"),
-        (torch.randn(10), -0.1, ValueError, r"`keep` must be in \(0, 1\]"),
-        (torch.randn(10), math.nan, ValueError, r"`keep` must be in \(0, 1\]"),
-        (torch.randn(10), "0.5", TypeError, "`keep` must be a float"),
+        (torch.arange(10), 0.5, TypeError, "clarena: `score` must be float32 or float64, got torch.int64"),
+        (torch.randn(10).half(), 0.5, TypeError, "clarena: `score` must be float32 or float64, got torch.float16"),
+        (torch.randn(10).bfloat16(), 0.5, TypeError, "clarena: `score` must be float32 or float64, got torch.bfloat16"),
+        ([1.0, 2.0], 0.5, TypeError, "clarena: `score` must be a torch.Tensor, got list"),
+        (torch.randn(10), 0.0, ValueError, "clarena: `keep` must be in (0, 1], got 0.0"),
+        (torch.randn(10), 1.5, ValueError, "clarena: `keep` must be in (0, 1], got 1.5"),
+        (torch.randn(10), -0.1, ValueError, "clarena: `keep` must be in (0, 1], got -0.1"),
+        (torch.randn(10), math.nan, ValueError, "clarena: `keep` must be in (0, 1], got nan"),
+        (torch.randn(10), "0.5", TypeError, "clarena: `keep` must be a float in (0, 1], got str"),
+        (torch.randn(10), True, TypeError, "clarena: `keep` must be a float in (0, 1], got bool"),
     ],
 )
-def test_bad_input_is_refused_with_the_argument_named(score, keep, error, pattern):
-    with pytest.raises(error, match=pattern):
-        ops.percentile_mask(score, keep)
-    with ops.use_reference(), pytest.raises(error, match=pattern):
-        ops.percentile_mask(score, keep)
+def test_bad_input_is_refused_with_the_argument_named(score, keep, error, message):
+    assert_refused_on_both_paths(lambda: ops.percentile_mask(score, keep), error, message)
 
 
 @requires_native

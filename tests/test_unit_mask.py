@@ -2,18 +2,14 @@ import importlib
 
 import pytest
 import torch
-from op_helpers import DEVICES, ops_called, requires_native, run_both
+from op_helpers import DEVICES, assert_refused_on_both_paths, ops_called, requires_native, run_both, unit_mask_gradient_bound
 
 from clarena import ops
 
 UNIT_MASK_MODULE = importlib.import_module("clarena.ops.unit_mask")  # the package attribute is the function
 
-
-@pytest.fixture(autouse=True)
-def native_at_every_size(monkeypatch):
-    """These tests compare the native kernel itself with the reference, on small inputs too."""
-    monkeypatch.setattr(UNIT_MASK_MODULE, "NATIVE_MIN_NUMEL", 0)
-
+# These tests compare the native kernel itself with the reference, on small inputs too.
+pytestmark = pytest.mark.usefixtures("native_at_every_size")
 
 DTYPES = {torch.float32: 1e-5, torch.float64: 1e-12, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 SHAPES = [(16, 10), (4, 6, 5, 5), (3, 8, 1, 1), (2, 5, 3), (0, 6)]
@@ -73,11 +69,12 @@ def test_gradcheck_float64():
 
 
 @requires_native
-def test_opcheck():
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
     for requires_grad in (False, True):
-        for x, mask, relu in sample_inputs(requires_grad=requires_grad):
+        for x, mask, relu in sample_inputs(device, requires_grad=requires_grad):
             torch.library.opcheck(torch.ops.clarena.unit_mask.default, (x, mask, relu))
-    for x, mask, relu in sample_inputs():
+    for x, mask, relu in sample_inputs(device):
         torch.library.opcheck(torch.ops.clarena.unit_mask_backward.default, (torch.randn_like(x), x, mask, relu))
 
 
@@ -113,18 +110,45 @@ def test_mask_gradient_does_not_depend_on_the_thread_count():
 
 
 @pytest.mark.parametrize(
-    "x, mask, error, pattern",
+    "x, mask, error, message",
     [
-        (torch.randn(4, 3), torch.ones(4), ValueError, "`mask` must have the shape of the input's unit dimension"),
-        (torch.randn(4, 3), torch.ones(1, 3), ValueError, "`mask` must have the shape"),
-        (torch.randn(4), torch.ones(4), ValueError, r"`input` must be \(N, C, ...\)"),
-        (torch.randn(4, 3), torch.ones(3, dtype=torch.float64), TypeError, "`mask` must have the dtype of `input`"),
-        (torch.arange(12).view(4, 3), torch.ones(3), TypeError, "`input` must be a floating-point"),
-        (torch.randn(4, 3), torch.ones(3, device="meta"), ValueError, "`mask` must be on the device"),
+        (torch.randn(4, 3), torch.ones(4), ValueError, "clarena: `mask` must have the shape of the input's unit dimension (3,), got (4,)"),
+        (torch.randn(4, 3), torch.ones(1, 3), ValueError, "clarena: `mask` must have the shape of the input's unit dimension (3,), got (1, 3)"),
+        (torch.randn(4), torch.ones(4), ValueError, "clarena: `input` must be (N, C, ...), got shape (4,)"),
+        (torch.randn(4, 3), torch.ones(3, dtype=torch.float64), TypeError, "clarena: `mask` must have the dtype of `input` (torch.float32), got torch.float64"),
+        (torch.arange(12).view(4, 3), torch.ones(3), TypeError, "clarena: `input` must be a floating-point tensor, got torch.int64"),
+        (torch.randn(4, 3), torch.ones(3, device="meta"), ValueError, "clarena: `mask` must be on the device of `input` (cpu), got meta"),
     ],
 )
-def test_bad_input_is_refused_with_the_argument_named(x, mask, error, pattern):
-    with pytest.raises(error, match=pattern):
-        ops.unit_mask(x, mask)
-    with ops.use_reference(), pytest.raises(error, match=pattern):
-        ops.unit_mask(x, mask)
+def test_bad_input_is_refused_with_the_argument_named(x, mask, error, message):
+    assert_refused_on_both_paths(lambda: ops.unit_mask(x, mask), error, message)
+
+
+# Shapes at the kernels' boundaries. CPU: 256-sample blocks of the (N, C) mask gradient (255 to
+# 1029 samples), 8-lane rows of spatial inputs (7, 8, 9, 15, 16, 17 positions), parallel chunks
+# of GRAIN_SIZE (32768) elements in both loops. CUDA: 256-thread blocks, channels sliced from 2^15
+# elements up (to the cap of 64 slices), grid-stride forward loops longer than one grid.
+BOUNDARY_SHAPES = [
+    (255, 5), (256, 5), (257, 5), (513, 40), (1029, 130), (600, 64),
+    (3, 5, 7), (3, 5, 8), (3, 5, 9), (2, 3, 15), (2, 3, 16), (2, 3, 17), (2, 4, 4, 4),
+    (1, 5000, 7), (2, 300, 3, 3), (3, 2, 300), (3, 2, 11_000), (1, 3, 70_000), (5, 7, 97, 97), (1, 1, 2_100_001),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", BOUNDARY_SHAPES, ids=str)
+def test_kernel_boundaries_within_the_summation_error(device, dtype, shape):
+    x = torch.randn(shape, device=device, dtype=dtype)
+    mask = torch.rand(shape[1], device=device, dtype=dtype)
+    mask[::3] = 0  # closed units
+    grad = torch.randn(shape, device=device, dtype=dtype)
+    for relu in (True, False):
+        native, reference, native_args, reference_args = run_both(ops.unit_mask, [x.requires_grad_(), mask.requires_grad_(), relu])
+        assert torch.equal(native, reference)
+        native.backward(grad)
+        reference.backward(grad)
+        torch.testing.assert_close(native_args[0].grad, reference_args[0].grad, rtol=0, atol=0)
+        error = (native_args[1].grad.double() - reference_args[1].grad.double()).abs()
+        bound = 2 * unit_mask_gradient_bound(x, mask, grad, relu)  # both within the bound of the exact sum
+        assert bool((error <= bound).all()), (relu, (error - bound).max().item())

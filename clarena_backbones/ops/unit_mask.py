@@ -6,7 +6,9 @@ from clarena_backbones.ops import checks, native, reference
 
 # Inputs smaller than this run the reference's two ATen ops: on such tensors the custom op's
 # fixed cost (its Python-registered autograd, about 20 us a call) exceeds the arithmetic it
-# saves. Measured on CPU: native loses at 128x512, wins 1.5x at 64x64x16x16.
+# saves. Measured on CPU: native loses at 128x512, wins 1.5x at 64x64x16x16. A size-gated op
+# names its gate NATIVE_MIN_NUMEL: the tests set every such gate to 0 to run the kernels on small
+# inputs (the `native_at_every_size` fixture).
 NATIVE_MIN_NUMEL = 1 << 17
 
 
