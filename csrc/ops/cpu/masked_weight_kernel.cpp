@@ -18,14 +18,15 @@ Tensor masked_weight_cpu(const Tensor& weight, const Tensor& mask) {
   const Tensor w = torch::stable::contiguous(weight);
   const Tensor m = torch::stable::contiguous(mask);
   Tensor out = torch::stable::new_empty(w, w.sizes());
-  THO_DISPATCH_V2(w.scalar_type(), "masked_weight_cpu", AT_WRAP([&] {
+  dispatch_floating(w.scalar_type(), [&](auto tag) {
+    using scalar_t = typename decltype(tag)::type;
     const scalar_t* wp = w.const_data_ptr<scalar_t>();
     const scalar_t* mp = m.const_data_ptr<scalar_t>();
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
     torch::stable::parallel_for(0, w.numel(), kGrainSize, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) op[i] = apply(wp[i], mp[i]);
     });
-  }), CLARENA_FLOATING_TYPES);
+  });
   return out;
 }
 
@@ -36,7 +37,8 @@ std::tuple<Tensor, Tensor> masked_weight_backward_cpu(const Tensor& grad, const 
   const Tensor m = torch::stable::contiguous(mask);
   Tensor grad_weight = torch::stable::new_empty(w, w.sizes());
   Tensor grad_mask = torch::stable::new_empty(w, w.sizes());
-  THO_DISPATCH_V2(w.scalar_type(), "masked_weight_backward_cpu", AT_WRAP([&] {
+  dispatch_floating(w.scalar_type(), [&](auto tag) {
+    using scalar_t = typename decltype(tag)::type;
     const scalar_t* gp = g.const_data_ptr<scalar_t>();
     const scalar_t* wp = w.const_data_ptr<scalar_t>();
     const scalar_t* mp = m.const_data_ptr<scalar_t>();
@@ -45,7 +47,7 @@ std::tuple<Tensor, Tensor> masked_weight_backward_cpu(const Tensor& grad, const 
     torch::stable::parallel_for(0, w.numel(), kGrainSize, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) backward(gp[i], wp[i], mp[i], gw[i], gm[i]);
     });
-  }), CLARENA_FLOATING_TYPES);
+  });
   return {grad_weight, grad_mask};
 }
 

@@ -91,13 +91,14 @@ Tensor parameter_measure_cpu(const Tensor& a, const std::optional<Tensor>& b, co
   if (out.numel() == 0) return out;
   const Tensor a_c = torch::stable::contiguous(a);
   const std::optional<Tensor> b_c = b.has_value() ? std::optional(torch::stable::contiguous(*b)) : std::nullopt;
-  THO_DISPATCH_V2(a.scalar_type(), "parameter_measure_cpu", AT_WRAP([&] {
+  dispatch_floating(a.scalar_type(), [&](auto tag) {
+    using scalar_t = typename decltype(tag)::type;
     dispatch_aggregation(aggregation, [&](auto agg) {
       fill_measure<decltype(agg)::value, scalar_t>(a_c.const_data_ptr<scalar_t>(),
                                                    b_c ? b_c->const_data_ptr<scalar_t>() : nullptr,
                                                    out.mutable_data_ptr<scalar_t>(), layer);
     });
-  }), CLARENA_FLOATING_TYPES);
+  });
   return out;
 }
 
@@ -110,7 +111,8 @@ void scale_grad_by_measure_cpu(Tensor grad, const Tensor& a, const std::optional
   Tensor target = grad.is_contiguous() ? grad : torch::stable::contiguous(grad);
   const Tensor a_c = torch::stable::contiguous(a);
   const std::optional<Tensor> b_c = b.has_value() ? std::optional(torch::stable::contiguous(*b)) : std::nullopt;
-  THO_DISPATCH_V2(grad.scalar_type(), "scale_grad_by_measure_cpu", AT_WRAP([&] {
+  dispatch_floating(grad.scalar_type(), [&](auto tag) {
+    using scalar_t = typename decltype(tag)::type;
     using opmath_t = opmath_type<scalar_t>;
     dispatch_aggregation(call.aggregation, [&](auto agg) {
       dispatch_rate(call.rate, [&](auto rate_kind) {
@@ -120,7 +122,7 @@ void scale_grad_by_measure_cpu(Tensor grad, const Tensor& a, const std::optional
             static_cast<opmath_t>(r));
       });
     });
-  }), CLARENA_FLOATING_TYPES);
+  });
   if (target.get() != grad.get()) torch::stable::copy_(grad, target);
 }
 

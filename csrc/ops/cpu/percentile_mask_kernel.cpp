@@ -138,10 +138,11 @@ Tensor percentile_mask_cpu(const Tensor& score, double keep) {
   const Tensor input = torch::stable::contiguous(score);
   Tensor out = torch::stable::new_empty(input, input.sizes());
   if (input.numel() == 0) return out;
-  THO_DISPATCH_V2(input.scalar_type(), "percentile_mask_cpu", AT_WRAP([&] {
+  dispatch_float_or_double(input.scalar_type(), [&](auto tag) {
+    using scalar_t = typename decltype(tag)::type;
     percentile_mask_impl<scalar_t>(input.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
                                    input.numel(), keep);
-  }), AT_FLOATING_TYPES);
+  });
   return out;
 }
 

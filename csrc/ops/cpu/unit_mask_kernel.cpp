@@ -140,10 +140,11 @@ Tensor unit_mask_cpu(const Tensor& input, const Tensor& mask, bool relu) {
   const Tensor m = torch::stable::contiguous(mask);
   Tensor out = torch::stable::new_empty(x, x.sizes());
   if (x.numel() == 0) return out;
-  THO_DISPATCH_V2(x.scalar_type(), "unit_mask_cpu", AT_WRAP([&] {
+  dispatch_floating(x.scalar_type(), [&](auto tag) {
+    using scalar_t = typename decltype(tag)::type;
     forward_rows(x.const_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), layout,
                  relu);
-  }), CLARENA_FLOATING_TYPES);
+  });
   return out;
 }
 
@@ -156,11 +157,12 @@ std::tuple<Tensor, Tensor> unit_mask_backward_cpu(const Tensor& grad, const Tens
   Tensor grad_input = torch::stable::new_empty(x, x.sizes());
   Tensor grad_mask = torch::stable::new_zeros(m, m.sizes());
   if (x.numel() == 0) return {grad_input, grad_mask};
-  THO_DISPATCH_V2(x.scalar_type(), "unit_mask_backward_cpu", AT_WRAP([&] {
+  dispatch_floating(x.scalar_type(), [&](auto tag) {
+    using scalar_t = typename decltype(tag)::type;
     const auto backward = layout.spatial == 1 ? backward_matrix<scalar_t> : backward_channels<scalar_t>;
     backward(g.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>(),
              grad_input.mutable_data_ptr<scalar_t>(), grad_mask.mutable_data_ptr<scalar_t>(), layout, relu);
-  }), CLARENA_FLOATING_TYPES);
+  });
   return {grad_input, grad_mask};
 }
 
