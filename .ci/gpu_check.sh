@@ -19,11 +19,9 @@
 #   MAX_JOBS           parallel compile jobs (default: the number of cores)
 set -euo pipefail
 
+source "$(dirname "$0")/common.sh"
+require_repository_root
 ROOT="$(pwd)"
-if [[ ! -f "$ROOT/setup.py" || ! -d "$ROOT/csrc" ]]; then
-  echo "gpu_check: run from the repository root (no setup.py or csrc/ in $ROOT)" >&2
-  exit 2
-fi
 REPORT="${GPU_CHECK_REPORT:-$ROOT/gpu_check_report.md}"
 BENCH_ROUNDS=20
 
@@ -67,8 +65,7 @@ PY
 
 # --- 2. build for the local architecture -------------------------------------------------------
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/clarena-gpu-check.XXXXXX")"
-git -C "$ROOT" ls-files -co --exclude-standard -z | grep -zv -e '^build/' -e '^dist/' -e '\.so$' \
-  | tar -C "$ROOT" --null -cf - -T - | tar -C "$WORK" -xf -
+copy_sources "$ROOT" "$WORK"
 start=$SECONDS
 (cd "$WORK" && FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH" MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
   "$PY" setup.py build_ext --inplace > build.log 2>&1) || { tail -30 "$WORK/build.log"; exit 1; }

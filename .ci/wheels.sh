@@ -18,11 +18,9 @@
 # Exits non-zero on any failure.
 set -euo pipefail
 
+source "$(dirname "$0")/common.sh"
+require_repository_root
 ROOT="$(pwd)"
-if [[ ! -f "$ROOT/setup.py" || ! -d "$ROOT/csrc" ]]; then
-  echo "wheels: run from the repository root (no setup.py or csrc/ in $ROOT)" >&2
-  exit 2
-fi
 VENVS="${WHEEL_VENVS:-/tmp/clarena-wheel-venvs}"
 DIST="$(mkdir -p "${WHEEL_DIR:-$ROOT/dist}" && cd "${WHEEL_DIR:-$ROOT/dist}" && pwd)"
 OP_TESTS=(test_percentile_mask.py test_parameter_measure.py test_masked_weight.py test_unit_mask.py
@@ -35,18 +33,12 @@ step() { printf '\n== %s\n' "$*"; }
 
 make_venv() {  # name, torch requirement
   local venv="$VENVS/$1"
-  if [[ ! -x "$venv/bin/python" ]]; then
-    python3 -m venv "$venv"
+  if ! "$venv/bin/python" -c "import torch, pytest, hypothesis, numpy, ninja, wheel" 2>/dev/null; then
+    [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet "$2" setuptools wheel ninja numpy pytest hypothesis
   fi
   "$venv/bin/python" -c "import torch; print(f'$1: torch {torch.__version__}, CUDA {torch.version.cuda}')" >&2
   echo "$venv/bin/python"
-}
-
-copy_sources() {  # destination
-  mkdir -p "$1"
-  git -C "$ROOT" ls-files -co --exclude-standard -z | grep -zv -e '^build/' -e '^dist/' -e '\.so$' \
-    | tar -C "$ROOT" --null -cf - -T - | tar -C "$1" -xf -
 }
 
 build_wheel() {  # python, source copy, switch (FORCE_ONLY_CPU or FORCE_CUDA)
@@ -79,10 +71,10 @@ PY13="$(make_venv torch-2.13.0 torch==2.13.0)"
 PY14="$(make_venv torch-2.14.1 torch==2.14.1)"
 
 step "CPU wheel, built against torch 2.13"
-copy_sources "$WORK/cpu"
+copy_sources "$ROOT" "$WORK/cpu"
 build_wheel "$PY13" "$WORK/cpu" FORCE_ONLY_CPU
 step "CUDA wheel, built against torch 2.14 (CUDA 13.0)"
-copy_sources "$WORK/cuda"
+copy_sources "$ROOT" "$WORK/cuda"
 build_wheel "$PY14" "$WORK/cuda" FORCE_CUDA
 CPU_WHEEL="$(ls "$WORK"/wheels/*+cpu-*.whl)"
 CUDA_WHEEL="$(ls "$WORK"/wheels/*+cu1*-*.whl)"
