@@ -1,6 +1,7 @@
 """Loading of the native library, and the choice between it and the reference per call."""
 
 import contextlib
+import importlib.util
 import warnings
 from collections.abc import Iterator
 
@@ -28,9 +29,7 @@ def _load_cuda_kernels() -> None:
     """
     if _LOAD_ERROR is not None or torch.version.cuda is None:
         return
-    try:
-        from clarena import _C_cuda  # noqa: F401
-    except ModuleNotFoundError:
+    if importlib.util.find_spec("clarena._C_cuda") is None:
         if torch.cuda.is_available():
             warnings.warn(
                 "clarena: this build has no CUDA kernels, so ops on CUDA tensors run their pure-PyTorch reference; "
@@ -38,6 +37,9 @@ def _load_cuda_kernels() -> None:
                 RuntimeWarning,
                 stacklevel=3,
             )
+        return
+    try:
+        from clarena import _C_cuda  # noqa: F401
     except (ImportError, OSError) as error:  # e.g. built for another CUDA major than this torch's
         warnings.warn(
             f"clarena: the CUDA kernels could not be loaded ({error}); ops on CUDA tensors run their pure-PyTorch "
