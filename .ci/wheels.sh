@@ -53,7 +53,8 @@ test_install() {  # python, label
   local dir="$WORK/tests-$2"
   mkdir -p "$dir" && cp -r "$ROOT/tests" "$dir/"
   (cd "$dir" && "$1" - <<'PY'
-import os, sys
+import os, sys, warnings
+warnings.simplefilter("error", RuntimeWarning)  # a library that should load but does not
 import clarena
 from clarena import ops
 if "site-packages" not in clarena.__file__:
