@@ -1,29 +1,14 @@
-// The `clarena` operator namespace. Importing clarena._C loads this library and runs the
-// registrations of every op file (TORCH_LIBRARY_FRAGMENT blocks in csrc/ops/).
-#include <Python.h>
-#include <torch/library.h>
+// clarena._C: the `clarena` operator namespace and the CPU kernels. Importing it loads this
+// library, which runs the registrations of every op file (STABLE_TORCH_LIBRARY_FRAGMENT blocks in
+// csrc/ops/). Built on the LibTorch stable ABI, so one build serves every torch from its floor on.
+#include "common/python_module.h"
 
-extern "C" {
-// An empty module, so `import clarena._C` works without pybind11 and within the limited API.
-PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
-  return PyModule_Create(&module_def);
-}
-}
+#include <torch/csrc/stable/library.h>
 
-namespace clarena {
-
-bool openmp_enabled() {
-#ifdef _OPENMP
-  return true;
-#else
-  return false;
-#endif
+extern "C" PyObject* PyInit__C(void) {
+  static PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return clarena::create_module(&module_def);
 }
 
-TORCH_LIBRARY(clarena, m) {
-  // Build introspection: without OpenMP, at::parallel_for runs on one thread.
-  m.def("_openmp_enabled() -> bool", &openmp_enabled);
-}
-
-}  // namespace clarena
+// Claims the namespace; each op file defines its ops in a fragment.
+STABLE_TORCH_LIBRARY(clarena, m) {}

@@ -28,13 +28,6 @@ def test_every_op_has_a_cpu_kernel(op):
 
 
 @requires_native
-def test_built_with_openmp_when_torch_uses_it():
-    # Without -fopenmp, at::parallel_for in the extension silently runs on one thread.
-    uses_openmp = "OpenMP" in torch.__config__.parallel_info()
-    assert torch.ops.clarena._openmp_enabled() == uses_openmp
-
-
-@requires_native
 def test_use_reference_switches_every_op_to_pure_pytorch_and_nests():
     score = torch.randn(100)
     call = lambda: ops.percentile_mask(score, 0.5)  # noqa: E731

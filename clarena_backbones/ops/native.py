@@ -1,16 +1,17 @@
 """Loading of the native library, and the choice between it and the reference per call."""
 
 import contextlib
+import importlib.util
 import warnings
 from collections.abc import Iterator
 
 import torch
 
 try:
-    from clarena_backbones import _C  # noqa: F401  (loading it registers torch.ops.clarena.*)
+    from clarena_backbones import _C  # noqa: F401  (loading it registers torch.ops.clarena.* and the CPU kernels)
 
     _LOAD_ERROR: BaseException | None = None
-except (ImportError, OSError) as error:  # missing build, or an ABI mismatch with this torch
+except (ImportError, OSError) as error:  # missing build, or a torch older than the library's floor
     _LOAD_ERROR = error
     warnings.warn(
         f"clarena: the native library could not be loaded ({error}); every op runs its pure-PyTorch "
@@ -18,6 +19,37 @@ except (ImportError, OSError) as error:  # missing build, or an ABI mismatch wit
         RuntimeWarning,
         stacklevel=2,
     )
+
+
+def _load_cuda_kernels() -> None:
+    """Import clarena_backbones._C_cuda, the CUDA kernels, into a CUDA build of torch.
+
+    A CPU wheel has no such module; a CUDA wheel's cannot load into a CPU-only torch (no CUDA
+    runtime) and is not tried there. Without it, CUDA tensors run the reference.
+    """
+    if _LOAD_ERROR is not None or torch.version.cuda is None:
+        return
+    if importlib.util.find_spec("clarena_backbones._C_cuda") is None:
+        if torch.cuda.is_available():
+            warnings.warn(
+                "clarena: this build has no CUDA kernels, so ops on CUDA tensors run their pure-PyTorch reference; "
+                f"install the CUDA wheel (+cu{torch.version.cuda.replace('.', '')}) or build with FORCE_CUDA=1.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return
+    try:
+        from clarena_backbones import _C_cuda  # noqa: F401
+    except (ImportError, OSError) as error:  # e.g. built for another CUDA major than this torch's
+        warnings.warn(
+            f"clarena: the CUDA kernels could not be loaded ({error}); ops on CUDA tensors run their pure-PyTorch "
+            f"reference (this torch uses CUDA {torch.version.cuda}).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+_load_cuda_kernels()
 
 
 def _native_device_types() -> frozenset[str]:

@@ -70,7 +70,7 @@ def foreach_scale_grad_by_measure_(
     """`scale_grad_by_measure_` over lists of layers (`r` one float or one per gradient).
 
     Natively this is one call for a whole backbone (the per-call cost, not the arithmetic,
-    dominates small layers); the kernel checks every entry and names the failing argument.
+    dominates small layers); every entry is checked, and an error names the failing argument.
     """
     checks.check_choice("aggregation", aggregation, AGGREGATIONS)
     checks.check_choice("rate", rate, RATES)
@@ -83,6 +83,12 @@ def foreach_scale_grad_by_measure_(
     if rate == "adahat" and not all(value > 0 for value in r_floats):
         raise ValueError(f"clarena: `r` must be positive for the 'adahat' rate, got {r}")
     if count and native.runs_native(grads[0]):
+        # The kernel checks every entry, but a native kernel cannot raise TypeError: dtypes are checked here.
+        for grad, a_i, b_i in zip(grads, a, b):
+            checks.check_floating("grad", grad)
+            checks.check_like("a", a_i, "grad", grad)
+            if b_i is not None:
+                checks.check_like("b", b_i, "a", a_i)
         torch.ops.clarena.foreach_scale_grad_by_measure_(list(grads), list(a), list(b), aggregation, rate, alpha_value, r_floats)
         return
     if not len(a) == len(b) == count:

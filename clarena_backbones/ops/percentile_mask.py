@@ -35,7 +35,28 @@ if native.native_available():
         _check_args(score, keep)
         return torch.empty_like(score, memory_format=torch.contiguous_format)
 
-    def _percentile_mask_backward(ctx, grad_mask):
-        return grad_mask, None
+    def _below_autograd(keyset, score, keep):
+        with torch._C._AutoDispatchBelowAutograd():
+            return torch.ops.clarena.percentile_mask.default.redispatch(keyset & torch._C._after_autograd_keyset, score, keep)
 
-    torch.library.register_autograd("clarena::percentile_mask", _percentile_mask_backward)
+    class _StraightThrough(torch.autograd.Function):
+        """The gate; its backward passes the mask's gradient to the score unchanged."""
+
+        @staticmethod
+        def forward(ctx, keyset, score, keep):
+            return _below_autograd(keyset, score, keep)
+
+        @staticmethod
+        def backward(ctx, grad_mask):
+            return None, grad_mask, None
+
+    def _percentile_mask_autograd(keyset, score, keep):
+        # The op's autograd step is its one Python step on every call, so direct calls of
+        # torch.ops.clarena.percentile_mask are checked here: a stable-ABI kernel cannot raise TypeError.
+        _check_args(score, keep)
+        if torch.is_grad_enabled() and score.requires_grad:
+            return _StraightThrough.apply(keyset, score, keep)
+        return _below_autograd(keyset, score, keep)
+
+    _LIBRARY = torch.library.Library("clarena", "IMPL")
+    _LIBRARY.impl("percentile_mask", _percentile_mask_autograd, "Autograd", with_keyset=True)

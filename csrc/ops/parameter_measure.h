@@ -7,9 +7,6 @@
 // that measure.
 #pragma once
 
-#include <c10/util/Exception.h>
-#include <c10/util/string_view.h>
-
 #include <type_traits>
 
 #include "common/host_device.h"
@@ -41,20 +38,6 @@ CLARENA_HOST_DEVICE T rate(T measure, T alpha, T r) {
   } else {
     return r / (measure + r);
   }
-}
-
-inline Aggregation parse_aggregation(c10::string_view name) {
-  if (name == "min") return Aggregation::Min;
-  if (name == "max") return Aggregation::Max;
-  if (name == "mean") return Aggregation::Mean;
-  TORCH_CHECK_VALUE(false, "clarena: aggregation mode must be 'min', 'max' or 'mean', got '", name, "'");
-}
-
-inline Rate parse_rate(c10::string_view name) {
-  if (name == "hat") return Rate::Hat;
-  if (name == "hat_const_alpha") return Rate::HatConstAlpha;
-  if (name == "adahat") return Rate::AdaHat;
-  TORCH_CHECK_VALUE(false, "clarena: `rate` must be 'hat', 'hat_const_alpha' or 'adahat', got '", name, "'");
 }
 
 // Turns a runtime mode into a compile-time constant: f(std::integral_constant<Aggregation, A>).

@@ -10,13 +10,10 @@
 #include <cstdint>
 #include <cstring>
 
-#include <torch/version.h>
-
 #include "common/host_device.h"
+#include "common/torch_version.h"
 
 namespace clarena::percentile_mask {
-
-constexpr bool kRankInDouble = TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 14);
 
 // Radix digits of the selection: 2048 bins per pass.
 constexpr int kDigitBits = 11;
@@ -78,15 +75,21 @@ struct QuantileRank {
   scalar_t weight;
 };
 
+// torch.quantile computes the rank in the input's dtype before torch 2.14 and in double from 2.14
+// on; the torch this library runs in decides.
+inline bool quantile_rank_in_double() {
+  return loaded_torch_at_least(2, 14);
+}
+
 template <typename scalar_t>
-CLARENA_HOST_DEVICE QuantileRank<scalar_t> quantile_rank(double keep, int64_t numel) {
+CLARENA_HOST_DEVICE QuantileRank<scalar_t> quantile_rank(double keep, int64_t numel, bool rank_in_double) {
   const int64_t last = numel - 1;
   // torch.quantile's own arithmetic: q = 1 - keep rounded to the input's dtype; before torch
   // 2.14 the rank is computed in that dtype too (and inputs stop at 2^24 elements), from 2.14 on
   // in double. Beyond 2^24 elements float32 cannot index every element, so double is used there.
   const scalar_t q = static_cast<scalar_t>(1.0 - keep);
   QuantileRank<scalar_t> rank;
-  if (!kRankInDouble && last <= (int64_t(1) << 24)) {
+  if (!rank_in_double && last <= (int64_t(1) << 24)) {
     const scalar_t position = q * static_cast<scalar_t>(last);
     rank.below = static_cast<int64_t>(position);
     rank.weight = position - static_cast<scalar_t>(rank.below);

@@ -1,7 +1,7 @@
 // Argument checks shared by the CPU and CUDA kernels of clarena::unit_mask.
 #pragma once
 
-#include <ATen/core/Tensor.h>
+#include "common/checks.h"
 
 namespace clarena::unit_mask {
 
@@ -12,7 +12,24 @@ struct Layout {
   int64_t spatial;
 };
 
-Layout check_args(const at::Tensor& input, const at::Tensor& mask);
-Layout check_backward_args(const at::Tensor& grad, const at::Tensor& input, const at::Tensor& mask);
+inline Layout check_args(const Tensor& input, const Tensor& mask) {
+  CLARENA_CHECK_FLOATING(input);
+  CLARENA_CHECK_SAME_DTYPE(mask, input);
+  CLARENA_CHECK_SAME_DEVICE(mask, input);
+  if (input.dim() < 2)
+    fail_argument("`input` must have a batch and a unit dimension (N, C, ...), got shape ", describe(input.sizes()));
+  CLARENA_CHECK_VECTOR(mask, input.size(1));
+  int64_t spatial = 1;
+  for (int64_t d = 2; d < input.dim(); ++d) spatial *= input.size(d);
+  return {input.size(0), input.size(1), spatial};
+}
+
+inline Layout check_backward_args(const Tensor& grad, const Tensor& input, const Tensor& mask) {
+  const Layout layout = check_args(input, mask);
+  CLARENA_CHECK_SAME_DTYPE(grad, input);
+  CLARENA_CHECK_SAME_DEVICE(grad, input);
+  CLARENA_CHECK_SAME_SHAPE(grad, input);
+  return layout;
+}
 
 }  // namespace clarena::unit_mask

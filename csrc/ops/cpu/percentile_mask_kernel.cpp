@@ -1,14 +1,17 @@
 // CPU kernel of clarena::percentile_mask: a parallel radix select of the threshold, then one
 // parallel compare pass. No sort, no copy of the scores beyond the selected bucket.
-#include <ATen/ATen.h>
-#include <ATen/Parallel.h>
-#include <torch/library.h>
+#include <torch/csrc/stable/library.h>
+#include <torch/csrc/stable/ops.h>
+#include <torch/csrc/stable/tensor.h>
 
 #include <algorithm>
 #include <limits>
+#include <stdexcept>
 #include <vector>
 
 #include "common/checks.h"
+#include "common/parallel.h"
+#include "common/scalar.h"
 #include "ops/percentile_mask.h"
 
 namespace clarena::percentile_mask {
@@ -25,7 +28,7 @@ std::pair<int, int64_t> find_bucket(const int64_t* histogram, int64_t rank) {
     if (rank < before + histogram[bin]) return {bin, before};
     before += histogram[bin];
   }
-  TORCH_INTERNAL_ASSERT(false, "percentile_mask: rank outside the histogram");
+  throw std::logic_error("clarena: percentile_mask: rank outside the histogram");
 }
 
 // The two order statistics `below` and `above` (= below or below + 1) of x[0, n); NaN for both when
@@ -40,10 +43,10 @@ std::pair<scalar_t, scalar_t> select_pair(const scalar_t* x, int64_t n, int64_t 
   // the thread count).
   const int64_t chunks = (n + kChunk - 1) / kChunk;
   // Scratch comes from torch's allocator, so memory profiles see it.
-  const at::Tensor histogram_buffer = at::empty({chunks * kBins}, at::kLong);
+  const Tensor histogram_buffer = torch::stable::empty({chunks * kBins}, ScalarType::Long);
   int64_t* histograms = histogram_buffer.mutable_data_ptr<int64_t>();
   std::vector<char> chunk_has_nan(chunks, 0);
-  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+  torch::stable::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
       // Four interleaved counters per bin: neighbouring elements often share a bin, and one
       // counter would serialise on its own increments.
@@ -73,11 +76,11 @@ std::pair<scalar_t, scalar_t> select_pair(const scalar_t* x, int64_t n, int64_t 
   // upper order statistic when the lower one is the bucket's largest.
   std::vector<int64_t> offsets(chunks + 1, 0);
   for (int64_t c = 0; c < chunks; ++c) offsets[c + 1] = offsets[c] + histograms[c * kBins + bucket];
-  const at::Tensor candidate_buffer =
-      at::empty({offsets[chunks]}, sizeof(key_t) == sizeof(int32_t) ? at::kInt : at::kLong);
-  key_t* candidates = reinterpret_cast<key_t*>(candidate_buffer.mutable_data_ptr());
+  const Tensor candidate_buffer =
+      torch::stable::empty({offsets[chunks]}, sizeof(key_t) == sizeof(int32_t) ? ScalarType::Int : ScalarType::Long);
+  key_t* candidates = static_cast<key_t*>(candidate_buffer.mutable_data_ptr());
   std::vector<key_t> chunk_above(chunks, kNoKey);
-  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+  torch::stable::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
       key_t* out = candidates + offsets[c];
       key_t smallest_above = kNoKey;
@@ -121,21 +124,22 @@ std::pair<scalar_t, scalar_t> select_pair(const scalar_t* x, int64_t n, int64_t 
 
 template <typename scalar_t>
 void percentile_mask_impl(const scalar_t* x, scalar_t* out, int64_t n, double keep) {
-  const auto rank = quantile_rank<scalar_t>(keep, n);
+  const auto rank = quantile_rank<scalar_t>(keep, n, quantile_rank_in_double());
   const auto [lower, upper] = select_pair(x, n, rank.below, rank.above);
   const scalar_t threshold = lerp(lower, upper, rank.weight);
-  at::parallel_for(0, n, at::internal::GRAIN_SIZE, [&](int64_t begin, int64_t end) {
+  torch::stable::parallel_for(0, n, kGrainSize, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) out[i] = mask_value(x[i], threshold);
   });
 }
 
-at::Tensor percentile_mask_cpu(const at::Tensor& score, double keep) {
+Tensor percentile_mask_cpu(const Tensor& score, double keep) {
   CLARENA_CHECK_FLOAT_OR_DOUBLE(score);
-  TORCH_CHECK_VALUE(keep > 0.0 && keep <= 1.0, "clarena: `keep` must be in (0, 1], got ", keep);
-  const at::Tensor input = score.contiguous();
-  at::Tensor out = at::empty_like(input, at::MemoryFormat::Contiguous);
+  if (!(keep > 0.0 && keep <= 1.0)) fail_argument("`keep` must be in (0, 1], got ", keep);
+  const Tensor input = torch::stable::contiguous(score);
+  Tensor out = torch::stable::new_empty(input, input.sizes());
   if (input.numel() == 0) return out;
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "percentile_mask_cpu", [&] {
+  dispatch_float_or_double(input.scalar_type(), [&](auto tag) {
+    using scalar_t = typename decltype(tag)::type;
     percentile_mask_impl<scalar_t>(input.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
                                    input.numel(), keep);
   });
@@ -144,8 +148,8 @@ at::Tensor percentile_mask_cpu(const at::Tensor& score, double keep) {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(clarena, CPU, m) {
-  m.impl("percentile_mask", &percentile_mask_cpu);
+STABLE_TORCH_LIBRARY_IMPL(clarena, CPU, m) {
+  m.impl("percentile_mask", TORCH_BOX(&percentile_mask_cpu));
 }
 
 }  // namespace clarena::percentile_mask

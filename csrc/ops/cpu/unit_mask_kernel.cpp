@@ -2,14 +2,15 @@
 // spatial dimensions (MLP layers) the loops run along the contiguous channels; otherwise along the
 // contiguous spatial positions of one (sample, channel) row. The mask gradient is reduced in a
 // fixed order, so results do not depend on the thread count.
-#include <ATen/ATen.h>
-#include <ATen/OpMathType.h>
-#include <ATen/Parallel.h>
-#include <torch/library.h>
+#include <torch/csrc/stable/library.h>
+#include <torch/csrc/stable/ops.h>
+#include <torch/csrc/stable/tensor.h>
 
 #include <tuple>
 #include <vector>
 
+#include "common/parallel.h"
+#include "common/scalar.h"
 #include "ops/unit_mask.h"
 #include "ops/unit_mask_checks.h"
 
@@ -19,15 +20,11 @@ namespace {
 // Samples per partial sum of the mask gradient when there are no spatial dimensions.
 constexpr int64_t kBatchBlock = 256;
 
-int64_t grain_for(int64_t work_per_index) {
-  return std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, work_per_index));
-}
-
 template <typename scalar_t>
 void forward_rows(const scalar_t* x, const scalar_t* m, scalar_t* out, Layout layout, bool relu) {
-  using opmath_t = at::opmath_type<scalar_t>;
+  using opmath_t = opmath_type<scalar_t>;
   if (layout.spatial == 1) {
-    at::parallel_for(0, layout.batch, grain_for(layout.channels), [&](int64_t begin, int64_t end) {
+    torch::stable::parallel_for(0, layout.batch, grain_for(layout.channels), [&](int64_t begin, int64_t end) {
       for (int64_t n = begin; n < end; ++n) {
         const scalar_t* xr = x + n * layout.channels;
         scalar_t* outr = out + n * layout.channels;
@@ -37,7 +34,7 @@ void forward_rows(const scalar_t* x, const scalar_t* m, scalar_t* out, Layout la
     });
     return;
   }
-  at::parallel_for(0, layout.batch * layout.channels, grain_for(layout.spatial), [&](int64_t begin, int64_t end) {
+  torch::stable::parallel_for(0, layout.batch * layout.channels, grain_for(layout.spatial), [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const opmath_t mc = m[row % layout.channels];
       const int64_t base = row * layout.spatial;
@@ -51,9 +48,9 @@ void forward_rows(const scalar_t* x, const scalar_t* m, scalar_t* out, Layout la
 // gradient added to `sums`. Independent channels and branch-free selects: the loop vectorises.
 template <typename scalar_t>
 void backward_sample(const scalar_t* __restrict__ g, const scalar_t* __restrict__ x, const scalar_t* __restrict__ m,
-                     scalar_t* __restrict__ gi, at::opmath_type<scalar_t>* __restrict__ sums, int64_t channels,
+                     scalar_t* __restrict__ gi, opmath_type<scalar_t>* __restrict__ sums, int64_t channels,
                      bool relu) {
-  using opmath_t = at::opmath_type<scalar_t>;
+  using opmath_t = opmath_type<scalar_t>;
   for (int64_t c = 0; c < channels; ++c) {
     const opmath_t gv = g[c];
     const opmath_t xv = x[c];
@@ -69,10 +66,10 @@ void backward_sample(const scalar_t* __restrict__ g, const scalar_t* __restrict_
 constexpr int64_t kLanes = 8;
 
 template <typename scalar_t>
-at::opmath_type<scalar_t> backward_row(const scalar_t* __restrict__ g, const scalar_t* __restrict__ x,
-                                       scalar_t* __restrict__ gi, at::opmath_type<scalar_t> mc, int64_t length,
+opmath_type<scalar_t> backward_row(const scalar_t* __restrict__ g, const scalar_t* __restrict__ x,
+                                       scalar_t* __restrict__ gi, opmath_type<scalar_t> mc, int64_t length,
                                        bool relu) {
-  using opmath_t = at::opmath_type<scalar_t>;
+  using opmath_t = opmath_type<scalar_t>;
   opmath_t lanes[kLanes] = {};
   int64_t s = 0;
   for (; s + kLanes <= length; s += kLanes) {
@@ -100,11 +97,11 @@ at::opmath_type<scalar_t> backward_row(const scalar_t* __restrict__ g, const sca
 template <typename scalar_t>
 void backward_matrix(const scalar_t* g, const scalar_t* x, const scalar_t* m, scalar_t* gi, scalar_t* gm,
                      Layout layout, bool relu) {
-  using opmath_t = at::opmath_type<scalar_t>;
+  using opmath_t = opmath_type<scalar_t>;
   const int64_t channels = layout.channels;
   const int64_t blocks = (layout.batch + kBatchBlock - 1) / kBatchBlock;
   std::vector<opmath_t> partial(blocks * channels, opmath_t(0));
-  at::parallel_for(0, blocks, grain_for(kBatchBlock * channels), [&](int64_t begin, int64_t end) {
+  torch::stable::parallel_for(0, blocks, grain_for(kBatchBlock * channels), [&](int64_t begin, int64_t end) {
     for (int64_t block = begin; block < end; ++block) {
       const int64_t stop = std::min(layout.batch, (block + 1) * kBatchBlock);
       for (int64_t n = block * kBatchBlock; n < stop; ++n) {
@@ -124,8 +121,8 @@ void backward_matrix(const scalar_t* g, const scalar_t* x, const scalar_t* m, sc
 template <typename scalar_t>
 void backward_channels(const scalar_t* g, const scalar_t* x, const scalar_t* m, scalar_t* gi, scalar_t* gm,
                        Layout layout, bool relu) {
-  using opmath_t = at::opmath_type<scalar_t>;
-  at::parallel_for(0, layout.channels, grain_for(layout.batch * layout.spatial), [&](int64_t begin, int64_t end) {
+  using opmath_t = opmath_type<scalar_t>;
+  torch::stable::parallel_for(0, layout.channels, grain_for(layout.batch * layout.spatial), [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
       opmath_t sum = 0;
       for (int64_t n = 0; n < layout.batch; ++n) {
@@ -137,29 +134,31 @@ void backward_channels(const scalar_t* g, const scalar_t* x, const scalar_t* m, 
   });
 }
 
-at::Tensor unit_mask_cpu(const at::Tensor& input, const at::Tensor& mask, bool relu) {
+Tensor unit_mask_cpu(const Tensor& input, const Tensor& mask, bool relu) {
   const Layout layout = check_args(input, mask);
-  const at::Tensor x = input.contiguous();
-  const at::Tensor m = mask.contiguous();
-  at::Tensor out = at::empty_like(x, at::MemoryFormat::Contiguous);
+  const Tensor x = torch::stable::contiguous(input);
+  const Tensor m = torch::stable::contiguous(mask);
+  Tensor out = torch::stable::new_empty(x, x.sizes());
   if (x.numel() == 0) return out;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "unit_mask_cpu", [&] {
+  dispatch_floating(x.scalar_type(), [&](auto tag) {
+    using scalar_t = typename decltype(tag)::type;
     forward_rows(x.const_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), layout,
                  relu);
   });
   return out;
 }
 
-std::tuple<at::Tensor, at::Tensor> unit_mask_backward_cpu(const at::Tensor& grad, const at::Tensor& input,
-                                                          const at::Tensor& mask, bool relu) {
+std::tuple<Tensor, Tensor> unit_mask_backward_cpu(const Tensor& grad, const Tensor& input, const Tensor& mask,
+                                                  bool relu) {
   const Layout layout = check_backward_args(grad, input, mask);
-  const at::Tensor g = grad.contiguous();
-  const at::Tensor x = input.contiguous();
-  const at::Tensor m = mask.contiguous();
-  at::Tensor grad_input = at::empty_like(x, at::MemoryFormat::Contiguous);
-  at::Tensor grad_mask = at::zeros_like(m, at::MemoryFormat::Contiguous);
+  const Tensor g = torch::stable::contiguous(grad);
+  const Tensor x = torch::stable::contiguous(input);
+  const Tensor m = torch::stable::contiguous(mask);
+  Tensor grad_input = torch::stable::new_empty(x, x.sizes());
+  Tensor grad_mask = torch::stable::new_zeros(m, m.sizes());
   if (x.numel() == 0) return {grad_input, grad_mask};
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "unit_mask_backward_cpu", [&] {
+  dispatch_floating(x.scalar_type(), [&](auto tag) {
+    using scalar_t = typename decltype(tag)::type;
     const auto backward = layout.spatial == 1 ? backward_matrix<scalar_t> : backward_channels<scalar_t>;
     backward(g.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>(),
              grad_input.mutable_data_ptr<scalar_t>(), grad_mask.mutable_data_ptr<scalar_t>(), layout, relu);
@@ -169,9 +168,9 @@ std::tuple<at::Tensor, at::Tensor> unit_mask_backward_cpu(const at::Tensor& grad
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(clarena, CPU, m) {
-  m.impl("unit_mask", &unit_mask_cpu);
-  m.impl("unit_mask_backward", &unit_mask_backward_cpu);
+STABLE_TORCH_LIBRARY_IMPL(clarena, CPU, m) {
+  m.impl("unit_mask", TORCH_BOX(&unit_mask_cpu));
+  m.impl("unit_mask_backward", TORCH_BOX(&unit_mask_backward_cpu));
 }
 
 }  // namespace clarena::unit_mask

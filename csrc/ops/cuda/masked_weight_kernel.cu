@@ -1,14 +1,14 @@
 // CUDA kernels of clarena::masked_weight: grid-stride elementwise loops over contiguous copies,
 // with the element math from masked_weight.h.
-#include <ATen/ATen.h>
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
+#include <torch/csrc/stable/library.h>
+#include <torch/csrc/stable/ops.h>
+#include <torch/csrc/stable/tensor.h>
 
 #include <algorithm>
 #include <tuple>
 
+#include "common/cuda.h"
+#include "common/scalar.h"
 #include "ops/masked_weight.h"
 #include "ops/masked_weight_checks.h"
 
@@ -17,9 +17,9 @@ namespace {
 
 constexpr int kThreads = 256;
 
-unsigned int grid_size(int64_t n) {
+unsigned int grid_size(int64_t n, int64_t sm_count) {
   const int64_t wanted = (n + kThreads - 1) / kThreads;
-  const int64_t cap = static_cast<int64_t>(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 8;
+  const int64_t cap = sm_count * 8;
   return static_cast<unsigned int>(std::max<int64_t>(1, std::min(wanted, cap)));
 }
 
@@ -46,49 +46,52 @@ __global__ void __launch_bounds__(kThreads) masked_weight_backward_kernel(
   }
 }
 
-at::Tensor masked_weight_cuda(const at::Tensor& weight, const at::Tensor& mask) {
+Tensor masked_weight_cuda(const Tensor& weight, const Tensor& mask) {
   check_args(weight, mask);
-  const c10::cuda::CUDAGuard device_guard(weight.device());
-  const at::Tensor w = weight.contiguous();
-  const at::Tensor m = mask.contiguous();
-  at::Tensor out = at::empty_like(w, at::MemoryFormat::Contiguous);
+  const DeviceGuard device_guard(weight.get_device_index());
+  const Tensor w = torch::stable::contiguous(weight);
+  const Tensor m = torch::stable::contiguous(mask);
+  Tensor out = torch::stable::new_empty(w, w.sizes());
   const int64_t n = w.numel();
   if (n == 0) return out;
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, w.scalar_type(), "masked_weight_cuda", [&] {
-    masked_weight_kernel<scalar_t><<<grid_size(n), kThreads, 0, stream>>>(
+  const cudaStream_t stream = current_stream(w);
+  const unsigned int blocks = grid_size(n, multiprocessor_count(w));
+  dispatch_floating(w.scalar_type(), [&](auto tag) {
+    using scalar_t = typename decltype(tag)::type;
+    masked_weight_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
         w.const_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), n);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;
 }
 
-std::tuple<at::Tensor, at::Tensor> masked_weight_backward_cuda(const at::Tensor& grad, const at::Tensor& weight,
-                                                               const at::Tensor& mask) {
+std::tuple<Tensor, Tensor> masked_weight_backward_cuda(const Tensor& grad, const Tensor& weight, const Tensor& mask) {
   check_backward_args(grad, weight, mask);
-  const c10::cuda::CUDAGuard device_guard(weight.device());
-  const at::Tensor g = grad.contiguous();
-  const at::Tensor w = weight.contiguous();
-  const at::Tensor m = mask.contiguous();
-  at::Tensor grad_weight = at::empty_like(w, at::MemoryFormat::Contiguous);
-  at::Tensor grad_mask = at::empty_like(w, at::MemoryFormat::Contiguous);
+  const DeviceGuard device_guard(weight.get_device_index());
+  const Tensor g = torch::stable::contiguous(grad);
+  const Tensor w = torch::stable::contiguous(weight);
+  const Tensor m = torch::stable::contiguous(mask);
+  Tensor grad_weight = torch::stable::new_empty(w, w.sizes());
+  Tensor grad_mask = torch::stable::new_empty(w, w.sizes());
   const int64_t n = w.numel();
   if (n == 0) return {grad_weight, grad_mask};
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, w.scalar_type(), "masked_weight_backward_cuda", [&] {
-    masked_weight_backward_kernel<scalar_t><<<grid_size(n), kThreads, 0, stream>>>(
+  const cudaStream_t stream = current_stream(w);
+  const unsigned int blocks = grid_size(n, multiprocessor_count(w));
+  dispatch_floating(w.scalar_type(), [&](auto tag) {
+    using scalar_t = typename decltype(tag)::type;
+    masked_weight_backward_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
         g.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>(),
         grad_weight.mutable_data_ptr<scalar_t>(), grad_mask.mutable_data_ptr<scalar_t>(), n);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {grad_weight, grad_mask};
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(clarena, CUDA, m) {
-  m.impl("masked_weight", &masked_weight_cuda);
-  m.impl("masked_weight_backward", &masked_weight_backward_cuda);
+STABLE_TORCH_LIBRARY_IMPL(clarena, CUDA, m) {
+  m.impl("masked_weight", TORCH_BOX(&masked_weight_cuda));
+  m.impl("masked_weight_backward", TORCH_BOX(&masked_weight_backward_cuda));
 }
 
 }  // namespace clarena::masked_weight

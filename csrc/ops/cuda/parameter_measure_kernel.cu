@@ -3,15 +3,18 @@
 // loads a_i once per row and tracks its input unit j by carrying (j, offset in j's block) from
 // one stride to the next instead of dividing. The in-place gradient scaling reads only the two
 // unit vectors and never builds the measure tensor.
-#include <ATen/ATen.h>
-#include <ATen/OpMathType.h>
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
+#include <torch/csrc/stable/library.h>
+#include <torch/csrc/stable/ops.h>
+#include <torch/csrc/stable/tensor.h>
 
 #include <algorithm>
+#include <optional>
+#include <string>
+#include <vector>
 
+#include "common/cuda.h"
+#include "common/scalar.h"
+#include "common/strings.h"
 #include "ops/parameter_measure.h"
 #include "ops/parameter_measure_checks.h"
 
@@ -52,7 +55,7 @@ template <Aggregation A, typename scalar_t>
 __global__ void __launch_bounds__(kThreads) fill_measure_kernel(const scalar_t* __restrict__ a,
                                                                  const scalar_t* __restrict__ b,
                                                                  scalar_t* __restrict__ out, LayerShape layer) {
-  using opmath_t = at::opmath_type<scalar_t>;
+  using opmath_t = opmath_type<scalar_t>;
   const int64_t row_size = layer.cols * layer.inner;
   const int64_t first_k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -74,9 +77,9 @@ template <Aggregation A, Rate R, typename scalar_t>
 __global__ void __launch_bounds__(kThreads) scale_grad_kernel(scalar_t* __restrict__ grad,
                                                                const scalar_t* __restrict__ a,
                                                                const scalar_t* __restrict__ b, LayerShape layer,
-                                                               at::opmath_type<scalar_t> alpha,
-                                                               at::opmath_type<scalar_t> r) {
-  using opmath_t = at::opmath_type<scalar_t>;
+                                                               opmath_type<scalar_t> alpha,
+                                                               opmath_type<scalar_t> r) {
+  using opmath_t = opmath_type<scalar_t>;
   const int64_t row_size = layer.cols * layer.inner;
   const int64_t first_k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -105,12 +108,11 @@ struct Launch {
   dim3 block;
 };
 
-Launch launch_for(const LayerShape& layer) {
+Launch launch_for(const LayerShape& layer, int64_t sm_count) {
   const int64_t row_size = layer.cols * layer.inner;
   int block_x = 1;
   while (block_x < kThreads && block_x < row_size) block_x *= 2;
   const int block_y = kThreads / block_x;
-  const int64_t sm_count = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
   const int64_t grid_y = std::min<int64_t>((layer.rows + block_y - 1) / block_y, kMaxGridY);
   const int64_t wanted_x = (row_size + block_x - 1) / block_x;
   const int64_t budget_x = std::max<int64_t>(1, sm_count * 16 / grid_y);  // enough blocks to fill the device
@@ -119,61 +121,63 @@ Launch launch_for(const LayerShape& layer) {
           dim3(static_cast<unsigned int>(block_x), static_cast<unsigned int>(block_y))};
 }
 
-at::Tensor parameter_measure_cuda(const at::Tensor& a, const std::optional<at::Tensor>& b,
-                                  at::IntArrayRef weight_shape, c10::string_view mode) {
-  const Aggregation aggregation = parse_aggregation(mode);
+Tensor parameter_measure_cuda(const Tensor& a, const std::optional<Tensor>& b,
+                              const std::vector<int64_t>& weight_shape, StringHandle mode) {
+  const Aggregation aggregation = parse_aggregation(take_string(mode));
   const LayerShape layer = check_measure_args(a, a, b, weight_shape);
-  const c10::cuda::CUDAGuard device_guard(a.device());
-  at::Tensor out = at::empty(weight_shape, a.options());
+  const DeviceGuard device_guard(a.get_device_index());
+  Tensor out = torch::stable::new_empty(a, weight_shape);
   if (out.numel() == 0) return out;
-  const at::Tensor a_c = a.contiguous();
-  const at::Tensor b_c = b.has_value() ? b->contiguous() : at::Tensor();
-  const Launch launch = launch_for(layer);
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "parameter_measure_cuda", [&] {
+  const Tensor a_c = torch::stable::contiguous(a);
+  const std::optional<Tensor> b_c = b.has_value() ? std::optional(torch::stable::contiguous(*b)) : std::nullopt;
+  const Launch launch = launch_for(layer, multiprocessor_count(a));
+  const cudaStream_t stream = current_stream(a);
+  dispatch_floating(a.scalar_type(), [&](auto tag) {
+    using scalar_t = typename decltype(tag)::type;
     dispatch_aggregation(aggregation, [&](auto agg) {
       fill_measure_kernel<decltype(agg)::value, scalar_t><<<launch.grid, launch.block, 0, stream>>>(
-          a_c.const_data_ptr<scalar_t>(), b_c.defined() ? b_c.const_data_ptr<scalar_t>() : nullptr,
+          a_c.const_data_ptr<scalar_t>(), b_c ? b_c->const_data_ptr<scalar_t>() : nullptr,
           out.mutable_data_ptr<scalar_t>(), layer);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
   return out;
 }
 
-void scale_grad_by_measure_cuda(const at::Tensor& grad, const at::Tensor& a, const std::optional<at::Tensor>& b,
-                                c10::string_view aggregation_name, c10::string_view rate_name, double alpha,
-                                double r) {
-  const ScaleGradCall call = check_scale_grad_args(grad, a, b, aggregation_name, rate_name);
+void scale_grad_by_measure_cuda(Tensor grad, const Tensor& a, const std::optional<Tensor>& b,
+                                StringHandle aggregation_name, StringHandle rate_name, double alpha, double r) {
+  const std::string aggregation = take_string(aggregation_name);
+  const ScaleGradCall call = check_scale_grad_args(grad, a, b, aggregation, take_string(rate_name));
   if (grad.numel() == 0) return;
-  const c10::cuda::CUDAGuard device_guard(grad.device());
+  const DeviceGuard device_guard(grad.get_device_index());
   // A non-contiguous gradient is scaled in a contiguous copy, then written back.
-  at::Tensor target = grad.is_contiguous() ? grad : grad.contiguous();
-  const at::Tensor a_c = a.contiguous();
-  const at::Tensor b_c = b.has_value() ? b->contiguous() : at::Tensor();
-  const Launch launch = launch_for(call.layer);
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "scale_grad_by_measure_cuda", [&] {
-    using opmath_t = at::opmath_type<scalar_t>;
+  Tensor target = grad.is_contiguous() ? grad : torch::stable::contiguous(grad);
+  const Tensor a_c = torch::stable::contiguous(a);
+  const std::optional<Tensor> b_c = b.has_value() ? std::optional(torch::stable::contiguous(*b)) : std::nullopt;
+  const Launch launch = launch_for(call.layer, multiprocessor_count(grad));
+  const cudaStream_t stream = current_stream(grad);
+  dispatch_floating(grad.scalar_type(), [&](auto tag) {
+    using scalar_t = typename decltype(tag)::type;
+    using opmath_t = opmath_type<scalar_t>;
     dispatch_aggregation(call.aggregation, [&](auto agg) {
       dispatch_rate(call.rate, [&](auto rate_kind) {
         scale_grad_kernel<decltype(agg)::value, decltype(rate_kind)::value, scalar_t>
             <<<launch.grid, launch.block, 0, stream>>>(
                 target.mutable_data_ptr<scalar_t>(), a_c.const_data_ptr<scalar_t>(),
-                b_c.defined() ? b_c.const_data_ptr<scalar_t>() : nullptr, call.layer, static_cast<opmath_t>(alpha),
+                b_c ? b_c->const_data_ptr<scalar_t>() : nullptr, call.layer, static_cast<opmath_t>(alpha),
                 static_cast<opmath_t>(r));
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
       });
     });
   });
-  if (!target.is_same(grad)) grad.copy_(target);
+  if (target.get() != grad.get()) torch::stable::copy_(grad, target);
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(clarena, CUDA, m) {
-  m.impl("parameter_measure", &parameter_measure_cuda);
-  m.impl("scale_grad_by_measure_", &scale_grad_by_measure_cuda);
+STABLE_TORCH_LIBRARY_IMPL(clarena, CUDA, m) {
+  m.impl("parameter_measure", TORCH_BOX(&parameter_measure_cuda));
+  m.impl("scale_grad_by_measure_", TORCH_BOX(&scale_grad_by_measure_cuda));
 }
 
 }  // namespace clarena::parameter_measure

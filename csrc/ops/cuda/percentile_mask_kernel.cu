@@ -12,16 +12,16 @@
 //                        `below`; the block also records how many keys equal it and the next
 //                        larger key, which give the order statistic of rank `below + 1`.
 // Then threshold_kernel (one thread) interpolates with the shared lerp, and mask_kernel compares.
-#include <ATen/ATen.h>
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
+#include <torch/csrc/stable/library.h>
+#include <torch/csrc/stable/ops.h>
+#include <torch/csrc/stable/tensor.h>
 
 #include <algorithm>
 #include <limits>
 
 #include "common/checks.h"
+#include "common/cuda.h"
+#include "common/scalar.h"
 #include "ops/percentile_mask.h"
 
 namespace clarena::percentile_mask {
@@ -239,53 +239,56 @@ __global__ void mask_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict
     out[i] = mask_value(x[i], threshold);
 }
 
-unsigned int grid_size(int64_t n, int blocks_per_sm) {
+unsigned int grid_size(int64_t n, int64_t sm_count, int blocks_per_sm) {
   const int64_t wanted = (n + kThreads - 1) / kThreads;
-  const int64_t cap = static_cast<int64_t>(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * blocks_per_sm;
+  const int64_t cap = sm_count * blocks_per_sm;
   return static_cast<unsigned int>(std::max<int64_t>(1, std::min(wanted, cap)));
 }
 
 template <typename scalar_t>
-void percentile_mask_impl(const scalar_t* x, scalar_t* out, int64_t n, double keep, const at::Tensor& like) {
+void percentile_mask_impl(const scalar_t* x, scalar_t* out, int64_t n, double keep, const Tensor& like) {
   using key_t = typename KeyOf<scalar_t>::type;
   using State = SelectState<scalar_t>;
-  const auto rank = quantile_rank<scalar_t>(keep, n);
+  const auto rank = quantile_rank<scalar_t>(keep, n, quantile_rank_in_double());
   const bool need_above = rank.above != rank.below;
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const cudaStream_t stream = current_stream(like);
+  const int64_t sm_count = multiprocessor_count(like);
 
-  at::Tensor state_buffer = at::empty({static_cast<int64_t>(sizeof(State))}, like.options().dtype(at::kByte));
-  at::Tensor histogram_buffer = at::empty({kBins}, like.options().dtype(at::kLong));
-  State* state = reinterpret_cast<State*>(state_buffer.mutable_data_ptr());
-  count_t* histogram = reinterpret_cast<count_t*>(histogram_buffer.mutable_data_ptr<int64_t>());
+  // Scratch from torch's allocator, on the current stream.
+  const Tensor state_buffer = torch::stable::new_empty(like, {static_cast<int64_t>(sizeof(State))}, ScalarType::Byte);
+  const Tensor histogram_buffer = torch::stable::new_empty(like, {kBins}, ScalarType::Long);
+  State* state = static_cast<State*>(state_buffer.mutable_data_ptr());
+  count_t* histogram = static_cast<count_t*>(histogram_buffer.mutable_data_ptr());
 
   init_kernel<scalar_t><<<1, kSelectThreads, 0, stream>>>(state, histogram, rank.below);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  const unsigned int histogram_blocks = grid_size(n, 2);
+  CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
+  const unsigned int histogram_blocks = grid_size(n, sm_count, 2);
   int shift = first_shift<key_t>();
   for (bool first = true;; first = false) {
     const bool last = shift == 0;
     histogram_kernel<scalar_t><<<histogram_blocks, kThreads, 0, stream>>>(x, n, shift, first, last && need_above,
                                                                           state, histogram);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
     select_digit_kernel<scalar_t><<<1, kSelectThreads, 0, stream>>>(shift, last, state, histogram);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
     if (last) break;
     shift = next_shift(shift);
   }
   threshold_kernel<scalar_t><<<1, 1, 0, stream>>>(state, need_above, rank.weight);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  mask_kernel<scalar_t><<<grid_size(n, 8), kThreads, 0, stream>>>(x, out, n, state);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
+  mask_kernel<scalar_t><<<grid_size(n, sm_count, 8), kThreads, 0, stream>>>(x, out, n, state);
+  CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-at::Tensor percentile_mask_cuda(const at::Tensor& score, double keep) {
+Tensor percentile_mask_cuda(const Tensor& score, double keep) {
   CLARENA_CHECK_FLOAT_OR_DOUBLE(score);
-  TORCH_CHECK_VALUE(keep > 0.0 && keep <= 1.0, "clarena: `keep` must be in (0, 1], got ", keep);
-  const c10::cuda::CUDAGuard device_guard(score.device());
-  const at::Tensor input = score.contiguous();
-  at::Tensor out = at::empty_like(input, at::MemoryFormat::Contiguous);
+  if (!(keep > 0.0 && keep <= 1.0)) fail_argument("`keep` must be in (0, 1], got ", keep);
+  const DeviceGuard device_guard(score.get_device_index());
+  const Tensor input = torch::stable::contiguous(score);
+  Tensor out = torch::stable::new_empty(input, input.sizes());
   if (input.numel() == 0) return out;
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "percentile_mask_cuda", [&] {
+  dispatch_float_or_double(input.scalar_type(), [&](auto tag) {
+    using scalar_t = typename decltype(tag)::type;
     percentile_mask_impl<scalar_t>(input.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
                                    input.numel(), keep, input);
   });
@@ -294,8 +297,8 @@ at::Tensor percentile_mask_cuda(const at::Tensor& score, double keep) {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(clarena, CUDA, m) {
-  m.impl("percentile_mask", &percentile_mask_cuda);
+STABLE_TORCH_LIBRARY_IMPL(clarena, CUDA, m) {
+  m.impl("percentile_mask", TORCH_BOX(&percentile_mask_cuda));
 }
 
 }  // namespace clarena::percentile_mask

@@ -4,17 +4,17 @@
 // fixed number of slices of it), write grad_input and reduce the mask gradient in a fixed tree;
 // slices are summed in order by a second kernel. No float atomics: the result is deterministic,
 // and the slicing depends only on the shape.
-#include <ATen/ATen.h>
-#include <ATen/OpMathType.h>
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
+#include <torch/csrc/stable/library.h>
+#include <torch/csrc/stable/ops.h>
+#include <torch/csrc/stable/tensor.h>
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 #include <tuple>
 
+#include "common/cuda.h"
+#include "common/scalar.h"
 #include "ops/unit_mask.h"
 #include "ops/unit_mask_checks.h"
 
@@ -25,9 +25,9 @@ constexpr int kThreads = 256;               // a power of two (tree reduction)
 constexpr int64_t kSliceElements = 1 << 15;  // elements of one channel per backward block, at least
 constexpr int64_t kMaxSlices = 64;
 
-unsigned int grid_size(int64_t n) {
+unsigned int grid_size(int64_t n, int64_t sm_count) {
   const int64_t wanted = (n + kThreads - 1) / kThreads;
-  const int64_t cap = static_cast<int64_t>(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 8;
+  const int64_t cap = sm_count * 8;
   return static_cast<unsigned int>(std::max<int64_t>(1, std::min(wanted, cap)));
 }
 
@@ -36,7 +36,7 @@ __global__ void __launch_bounds__(kThreads) unit_mask_kernel(const scalar_t* __r
                                                               const scalar_t* __restrict__ mask,
                                                               scalar_t* __restrict__ out, int64_t n,
                                                               int64_t channels, int64_t spatial, bool relu) {
-  using opmath_t = at::opmath_type<scalar_t>;
+  using opmath_t = opmath_type<scalar_t>;
   const int64_t start = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   if (start >= n) return;
@@ -76,9 +76,9 @@ __device__ T block_sum(T value, T* shared) {
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads) unit_mask_backward_kernel(
     const scalar_t* __restrict__ grad, const scalar_t* __restrict__ input, const scalar_t* __restrict__ mask,
-    scalar_t* __restrict__ grad_input, scalar_t* __restrict__ grad_mask, at::opmath_type<scalar_t>* partial,
+    scalar_t* __restrict__ grad_input, scalar_t* __restrict__ grad_mask, opmath_type<scalar_t>* partial,
     int64_t channels, int64_t spatial, int64_t per_channel, int64_t per_slice, bool relu) {
-  using opmath_t = at::opmath_type<scalar_t>;
+  using opmath_t = opmath_type<scalar_t>;
   __shared__ opmath_t reduce[kThreads];
   const int64_t slice = blockIdx.y;
   const int64_t slices = gridDim.y;
@@ -120,9 +120,9 @@ __global__ void __launch_bounds__(kThreads) unit_mask_backward_kernel(
 }
 
 template <typename scalar_t>
-__global__ void sum_slices_kernel(const at::opmath_type<scalar_t>* __restrict__ partial,
+__global__ void sum_slices_kernel(const opmath_type<scalar_t>* __restrict__ partial,
                                   scalar_t* __restrict__ grad_mask, int64_t channels, int64_t slices) {
-  using opmath_t = at::opmath_type<scalar_t>;
+  using opmath_t = opmath_type<scalar_t>;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < channels; c += stride) {
     opmath_t sum = 0;
@@ -131,34 +131,36 @@ __global__ void sum_slices_kernel(const at::opmath_type<scalar_t>* __restrict__ 
   }
 }
 
-at::Tensor unit_mask_cuda(const at::Tensor& input, const at::Tensor& mask, bool relu) {
+Tensor unit_mask_cuda(const Tensor& input, const Tensor& mask, bool relu) {
   const Layout layout = check_args(input, mask);
-  const c10::cuda::CUDAGuard device_guard(input.device());
-  const at::Tensor x = input.contiguous();
-  const at::Tensor m = mask.contiguous();
-  at::Tensor out = at::empty_like(x, at::MemoryFormat::Contiguous);
+  const DeviceGuard device_guard(input.get_device_index());
+  const Tensor x = torch::stable::contiguous(input);
+  const Tensor m = torch::stable::contiguous(mask);
+  Tensor out = torch::stable::new_empty(x, x.sizes());
   const int64_t n = x.numel();
   if (n == 0) return out;
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "unit_mask_cuda", [&] {
-    unit_mask_kernel<scalar_t><<<grid_size(n), kThreads, 0, stream>>>(
+  const cudaStream_t stream = current_stream(x);
+  const unsigned int blocks = grid_size(n, multiprocessor_count(x));
+  dispatch_floating(x.scalar_type(), [&](auto tag) {
+    using scalar_t = typename decltype(tag)::type;
+    unit_mask_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
         x.const_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), n,
         layout.channels, layout.spatial, relu);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;
 }
 
-std::tuple<at::Tensor, at::Tensor> unit_mask_backward_cuda(const at::Tensor& grad, const at::Tensor& input,
-                                                           const at::Tensor& mask, bool relu) {
+std::tuple<Tensor, Tensor> unit_mask_backward_cuda(const Tensor& grad, const Tensor& input, const Tensor& mask,
+                                                   bool relu) {
   const Layout layout = check_backward_args(grad, input, mask);
-  const c10::cuda::CUDAGuard device_guard(input.device());
-  const at::Tensor g = grad.contiguous();
-  const at::Tensor x = input.contiguous();
-  const at::Tensor m = mask.contiguous();
-  at::Tensor grad_input = at::empty_like(x, at::MemoryFormat::Contiguous);
-  if (x.numel() == 0) return {grad_input, at::zeros_like(m, at::MemoryFormat::Contiguous)};
-  at::Tensor grad_mask = at::empty_like(m, at::MemoryFormat::Contiguous);
+  const DeviceGuard device_guard(input.get_device_index());
+  const Tensor g = torch::stable::contiguous(grad);
+  const Tensor x = torch::stable::contiguous(input);
+  const Tensor m = torch::stable::contiguous(mask);
+  Tensor grad_input = torch::stable::new_empty(x, x.sizes());
+  if (x.numel() == 0) return {grad_input, torch::stable::new_zeros(m, m.sizes())};
+  Tensor grad_mask = torch::stable::new_empty(m, m.sizes());
 
   const int64_t channels = layout.channels;
   const int64_t spatial = layout.spatial;
@@ -168,21 +170,26 @@ std::tuple<at::Tensor, at::Tensor> unit_mask_backward_cuda(const at::Tensor& gra
   const int64_t per_slice = (per_channel + slices - 1) / slices;
   const int64_t channel_blocks = std::min<int64_t>(channels, std::numeric_limits<int32_t>::max());
   const dim3 grid(static_cast<unsigned int>(channel_blocks), static_cast<unsigned int>(slices));
-  at::Tensor partial;
-  if (slices > 1) partial = at::empty({channels * slices}, x.options().dtype(at::toOpMathType(x.scalar_type())));
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "unit_mask_backward_cuda", [&] {
-    using opmath_t = at::opmath_type<scalar_t>;
-    opmath_t* partial_ptr = slices > 1 ? partial.mutable_data_ptr<opmath_t>() : nullptr;
+  const cudaStream_t stream = current_stream(x);
+  const unsigned int sum_blocks = grid_size(channels, multiprocessor_count(x));
+  dispatch_floating(x.scalar_type(), [&](auto tag) {
+    using scalar_t = typename decltype(tag)::type;
+    using opmath_t = opmath_type<scalar_t>;
+    // Per-slice partial sums (in opmath_t), from torch's allocator.
+    std::optional<Tensor> partial;
+    if (slices > 1)
+      partial = torch::stable::new_empty(x, {channels * slices},
+                                         sizeof(opmath_t) == sizeof(double) ? ScalarType::Double : ScalarType::Float);
+    opmath_t* partial_ptr = partial ? static_cast<opmath_t*>(partial->mutable_data_ptr()) : nullptr;
     unit_mask_backward_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(
         g.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>(),
         grad_input.mutable_data_ptr<scalar_t>(), grad_mask.mutable_data_ptr<scalar_t>(), partial_ptr, channels,
         spatial, per_channel, per_slice, relu);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
     if (slices > 1) {
-      sum_slices_kernel<scalar_t><<<grid_size(channels), kThreads, 0, stream>>>(
+      sum_slices_kernel<scalar_t><<<sum_blocks, kThreads, 0, stream>>>(
           partial_ptr, grad_mask.mutable_data_ptr<scalar_t>(), channels, slices);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
     }
   });
   return {grad_input, grad_mask};
@@ -190,9 +197,9 @@ std::tuple<at::Tensor, at::Tensor> unit_mask_backward_cuda(const at::Tensor& gra
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(clarena, CUDA, m) {
-  m.impl("unit_mask", &unit_mask_cuda);
-  m.impl("unit_mask_backward", &unit_mask_backward_cuda);
+STABLE_TORCH_LIBRARY_IMPL(clarena, CUDA, m) {
+  m.impl("unit_mask", TORCH_BOX(&unit_mask_cuda));
+  m.impl("unit_mask_backward", TORCH_BOX(&unit_mask_backward_cuda));
 }
 
 }  // namespace clarena::unit_mask

@@ -1,0 +1,35 @@
+// What the CUDA kernels share, on the stable ABI: torch's current stream for a tensor's device
+// (so ops can be captured in CUDA graphs), the device's multiprocessor count, and the launch
+// check. Only the CUDA runtime and libtorch's device-generic shims are used.
+#pragma once
+
+#include <cuda_runtime.h>
+#include <torch/csrc/stable/accelerator.h>
+#include <torch/csrc/stable/tensor.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace clarena {
+
+inline void check_cuda(cudaError_t status, const char* what) {
+  if (status != cudaSuccess) throw std::runtime_error(std::string("clarena: ") + what + ": " + cudaGetErrorString(status));
+}
+
+// Checks the launch just made (a bad configuration, or no kernel image for this GPU).
+#define CLARENA_CUDA_KERNEL_LAUNCH_CHECK() ::clarena::check_cuda(cudaGetLastError(), "CUDA kernel launch")
+
+inline cudaStream_t current_stream(const torch::stable::Tensor& t) {
+  return static_cast<cudaStream_t>(torch::stable::accelerator::getCurrentStream(t.get_device_index()).nativeHandle());
+}
+
+inline int64_t multiprocessor_count(const torch::stable::Tensor& t) {
+  int count = 0;
+  check_cuda(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, t.get_device_index()), "device query");
+  return count;
+}
+
+// Sets the tensor's device as current for the launches that follow.
+using DeviceGuard = torch::stable::accelerator::DeviceGuard;
+
+}  // namespace clarena
