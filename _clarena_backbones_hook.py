@@ -39,7 +39,15 @@ class _AliasLoader(importlib.abc.Loader):
     def exec_module(self, module) -> None:
         # The import system has just set `__spec__` to the alias's spec; the module keeps its own,
         # so reloading and pickling still see `clarena_backbones.*`.
+        alias = module.__spec__.name
         module.__spec__ = self._own_spec
+        # The submodules the real package has imported already get their alias names now. Loaded
+        # later through this finder instead, `clarena.ops.unit_mask` would be bound as the attribute
+        # `unit_mask` of `clarena.ops`, the very object whose `unit_mask` is the re-exported function.
+        prefix = self.target + "."
+        for name, submodule in list(sys.modules.items()):
+            if name.startswith(prefix):
+                sys.modules.setdefault(alias + name[len(self.target):], submodule)
 
     def get_code(self, fullname: str):
         # `python -m clarena` runs `clarena.__main__`'s code itself instead of importing it.

@@ -67,6 +67,30 @@ def test_without_clarena_the_clarena_names_are_this_package():
     )
 
 
+@pytest.mark.parametrize("beside_clarena", [False, True])
+def test_importing_a_submodule_by_its_alias_keeps_the_reexported_function(beside_clarena, stub_clarena: Path):
+    """`clarena.ops.unit_mask` is both a module and the function `clarena.ops` re-exports under that
+    name; importing the module by its alias must not rebind the package's attribute to it."""
+    if not beside_clarena and _clarena_backbones_hook.find_other_spec("clarena") is not None:
+        pytest.skip("CLArena is installed")
+    run(
+        """
+        import importlib
+        import types
+        import _clarena_backbones_hook
+        import clarena.ops
+        import clarena.ops.unit_mask
+        from clarena.ops.percentile_mask import percentile_mask
+
+        module = importlib.import_module("clarena.ops.unit_mask")
+        assert isinstance(module, types.ModuleType) and module.__name__ == "clarena_backbones.ops.unit_mask"
+        for name in ("unit_mask", "percentile_mask"):
+            assert isinstance(getattr(clarena.ops, name), types.FunctionType), name
+        """,
+        *([stub_clarena] if beside_clarena else []),
+    )
+
+
 def test_with_clarena_only_our_subpackages_are_served(stub_clarena: Path):
     run(
         """
