@@ -6,6 +6,7 @@ Each case runs in a fresh interpreter (the hook acts at import time, once per pr
 """
 
 import os
+import site
 import subprocess
 import sys
 import textwrap
@@ -21,11 +22,22 @@ without_clarena = pytest.mark.skipif(
 )
 
 
+# Started with -S, the interpreter processes no .pth file (an installed clarena_backbones.pth would
+# install the hook before the case begins); site-packages go on sys.path without their .pth files.
+SITE_PACKAGES_WITHOUT_PTH = f"import sys\nsys.path.extend({site.getsitepackages()!r})\n"
+
+
 def run(code: str, *path: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """Run `code` in a new interpreter with the repository root and `path` on sys.path (no site hook)."""
+    """Run `code` in a new interpreter with `path`, the repository root and site-packages on sys.path,
+    and no .pth file processed (no site hook)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(p) for p in (*path, ROOT)))
     result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-S", "-c", SITE_PACKAGES_WITHOUT_PTH + textwrap.dedent(code)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"subprocess failed:\n{result.stdout}\n{result.stderr}")
