@@ -1,9 +1,11 @@
 import importlib
 import pkgutil
+import sys
 
 import _clarena_backbones_hook  # noqa: F401  (the tests import the public clarena.* names)
 import pytest
 import torch
+from mammoth_helpers import BOUND_MODULES, STAND_IN
 
 import clarena.ops
 
@@ -48,3 +50,21 @@ def native_at_every_size(monkeypatch):
     (otherwise "native equals reference" compares the reference with itself)."""
     for module in size_gated_op_modules():
         monkeypatch.setattr(module, "NATIVE_MIN_NUMEL", 0)
+
+
+@pytest.fixture
+def mammoth():
+    """The stand-in imported and registered with: `(backbone, models)` packages; removed afterwards."""
+    import clarena.mammoth
+
+    sys.path.insert(0, str(STAND_IN))
+    try:
+        import backbone
+        import models
+
+        clarena.mammoth.register()
+        yield backbone, models
+    finally:
+        sys.path.remove(str(STAND_IN))
+        for name in BOUND_MODULES:
+            sys.modules.pop(name, None)

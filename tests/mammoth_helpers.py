@@ -6,7 +6,6 @@ import sys
 from argparse import Namespace
 from pathlib import Path
 
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -15,31 +14,13 @@ REPOSITORY = Path(__file__).parent.parent
 # modules bound to one import of the stand-in (the models subclass its ContinualModel), the
 # models under their real and their `clarena.*` names
 _MODEL_MODULES = ("mammoth.task_il_model", "mammoth.hat_model", "mammoth.wsn_model")
-_BOUND_MODULES = (
+BOUND_MODULES = (
     "backbone",
     "models",
     "models.utils",
     "models.utils.continual_model",
     *(f"{package}.{module}" for package in ("clarena", "clarena_backbones") for module in _MODEL_MODULES),
 )
-
-
-@pytest.fixture
-def mammoth():
-    """The stand-in imported and registered with: `(backbone, models)` packages; removed afterwards."""
-    import clarena.mammoth
-
-    sys.path.insert(0, str(STAND_IN))
-    try:
-        import backbone
-        import models
-
-        clarena.mammoth.register()
-        yield backbone, models
-    finally:
-        sys.path.remove(str(STAND_IN))
-        for name in _BOUND_MODULES:
-            sys.modules.pop(name, None)
 
 
 def run_python(code: str, *paths: Path) -> str:

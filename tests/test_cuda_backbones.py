@@ -9,7 +9,7 @@ import copy
 
 import pytest
 import torch
-from test_backbone_sweep import KEEP, S_MAX, configurations, stage_calls, tensors_of
+from sweep_helpers import KEEP, S_MAX, configurations, stage_calls, tensors_of
 
 from clarena import ops
 from clarena.backbones import HATMaskMLP, WSNMaskMLP

@@ -12,7 +12,6 @@ from torch import nn
 
 from clarena.backbones import HATMaskMLP, WSNMaskMLP
 from clarena.mammoth import BACKBONES, HATAdapter, MammothAdapter, WSNAdapter
-from mammoth_helpers import mammoth  # noqa: F401  (fixture)
 
 MLP_KW = {"input_size": 16, "mlp_hidden_size": 12}
 

@@ -9,11 +9,10 @@ import torch
 
 from clarena.algorithms.wsn import free_parameters
 from clarena.mammoth import BACKBONES
-from mammoth_helpers import (  # noqa: F401  (mammoth: fixture)
+from mammoth_helpers import (
     SyntheticTasks,
     cross_entropy,
     learn_task,
-    mammoth,
     model_args,
     task_il_accuracy,
     task_il_logits,

@@ -10,7 +10,7 @@ import pytest
 
 import clarena.mammoth
 from clarena.mammoth import BACKBONES, MODEL_NAMES
-from mammoth_helpers import STAND_IN, mammoth, run_python  # noqa: F401  (mammoth: fixture)
+from mammoth_helpers import STAND_IN, run_python
 
 SHOW = (
     "import backbone, models\n"
