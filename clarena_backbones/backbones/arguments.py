@@ -7,7 +7,6 @@ quietly, and anything else is reported once with a warning naming it.
 """
 
 import warnings
-from collections.abc import Iterable
 from typing import Any
 
 # Keywords the CLArena pipeline passes to every backbone; accepted without a warning.
@@ -15,14 +14,6 @@ SILENT_KEYWORDS = frozenset({"disable_unlearning"})
 
 # Accepted values of the HAT family's `batch_normalization` (False is read as None).
 HAT_BATCH_NORMALIZATION_MODES = (None, "shared", "independent")
-
-
-def check_choice(argument: str, value: Any, accepted: Iterable[Any]) -> None:
-    """Raise a ValueError naming `argument` and its accepted values unless `value` is one of them."""
-    accepted = tuple(accepted)
-    if value not in accepted:
-        options = ", ".join(repr(option) for option in accepted)
-        raise ValueError(f"`{argument}` must be one of {options}; got {value!r}.")
 
 
 def warn_unknown_keywords(owner: type, kwargs: dict[str, Any]) -> None:

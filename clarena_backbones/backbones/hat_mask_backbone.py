@@ -7,7 +7,6 @@ import torch
 from torch import Tensor, nn
 
 from clarena_backbones.backbones import state_hooks
-from clarena_backbones.backbones.arguments import check_choice
 from clarena_backbones.backbones.base import CLBackbone
 from clarena_backbones.backbones.stored_masks import StoredMasks
 from clarena_backbones.ops import (
@@ -16,9 +15,9 @@ from clarena_backbones.ops import (
     foreach_sigmoid_gate,
     parameter_measure,
 )
+from clarena_backbones.ops.checks import check_choice
+from clarena_backbones.ops.modes import ADJUSTMENT_RATES, AGGREGATION_MODES
 
-AGGREGATION_MODES = ("min", "max", "mean")
-ADJUSTMENT_RATES = ("hat", "hat_const_alpha", "adahat")
 # 'masked' and 'unmasked' are accepted by CLArena's HAT algorithm and leave the embeddings as
 # they are (like 'last'); they are kept so those configs still run.
 _EMBEDDING_INITS = {

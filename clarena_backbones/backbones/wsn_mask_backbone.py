@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from clarena_backbones.backbones import state_hooks
-from clarena_backbones.backbones.arguments import check_choice
 from clarena_backbones.backbones.base import CLBackbone
 from clarena_backbones.backbones.stored_masks import StoredMasks
 from clarena_backbones.ops import masked_conv2d, masked_linear, masked_weight, native, pack_mask, percentile_mask, unpack_mask
+from clarena_backbones.ops.checks import check_choice, check_fraction
 
 WeightMasks = dict[str, Tensor]
 BiasMasks = dict[str, Tensor | None]
@@ -130,7 +130,7 @@ class WSNMaskBackbone(CLBackbone):
     # ----------------------------------------------------------------------------------- masks
     def _score_masks(self, mask_percentage: float) -> tuple[WeightMasks, BiasMasks]:
         """Masks from the current scores; no bias mask (None) for a layer without bias."""
-        _check_mask_percentage(mask_percentage)
+        check_fraction("mask_percentage", mask_percentage)
         weight_mask: WeightMasks = {}
         bias_mask: BiasMasks = {}
         for name, layer in zip(self.weighted_layer_names, self._weighted_layers()):
@@ -276,11 +276,3 @@ class WSNMaskBackbone(CLBackbone):
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """The network with every weighted layer computed by `layer_call`; by subclasses."""
         raise NotImplementedError
-
-
-def _check_mask_percentage(mask_percentage: float) -> None:
-    number = isinstance(mask_percentage, (int, float)) and not isinstance(mask_percentage, bool)
-    if not number or not 0 < mask_percentage <= 1:
-        raise ValueError(
-            f"`mask_percentage` (the fraction of parameters kept) must be in (0, 1]; got {mask_percentage!r}."
-        )

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from clarena_backbones.backbones.arguments import check_choice
+from clarena_backbones.ops.checks import check_choice
 from clarena_backbones.backbones.base import Backbone
 
 ReturnType = Literal["out", "features", "both", "full"]

@@ -4,8 +4,9 @@ from typing import Any
 
 from torch import Tensor
 
-from clarena_backbones.backbones.wsn_mask_backbone import WSNMaskBackbone, _check_mask_percentage
+from clarena_backbones.backbones.wsn_mask_backbone import WSNMaskBackbone
 from clarena_backbones.mammoth.adapter import MammothAdapter, ReturnType
+from clarena_backbones.ops.checks import check_fraction
 
 
 class WSNAdapter(MammothAdapter):
@@ -20,7 +21,7 @@ class WSNAdapter(MammothAdapter):
     def __init__(self, backbone: WSNMaskBackbone, num_classes: int, mask_percentage: float) -> None:
         if not isinstance(backbone, WSNMaskBackbone):
             raise TypeError(f"`backbone` must be a WSNMaskBackbone; got {type(backbone).__name__}.")
-        _check_mask_percentage(mask_percentage)
+        check_fraction("mask_percentage", mask_percentage)
         super().__init__(backbone, num_classes)
         self.mask_percentage = float(mask_percentage)
 

@@ -1,9 +1,9 @@
-"""Argument checks shared by the public ops (both paths) and their fake kernels.
+"""Argument checks shared by the public ops (both paths), their fake kernels and the backbones.
 
 They read only shapes, dtypes, devices and Python scalars, so they also run under torch.compile.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -51,7 +51,7 @@ def check_fraction(name: str, value: float) -> float:
     return float(value)
 
 
-def check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+def check_choice(name: str, value: object, choices: Iterable[object]) -> None:
     if value not in choices:
-        options = ", ".join(f"'{choice}'" for choice in choices)
+        options = ", ".join(repr(choice) for choice in choices)
         raise ValueError(f"clarena: `{name}` must be one of {options}, got {value!r}")

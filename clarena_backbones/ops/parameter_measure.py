@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 
 from clarena_backbones.ops import checks, native, reference
-from clarena_backbones.ops.reference import AGGREGATIONS, RATES
+from clarena_backbones.ops.modes import ADJUSTMENT_RATES, AGGREGATION_MODES
 
 
 def parameter_measure(
@@ -21,7 +21,7 @@ def parameter_measure(
     `weight_shape` is (out, in) for Linear or (out, in, kh, kw) for Conv2d weights; `a` has length
     out and `b` length in (`b=None`: `m[i, ...] = a[i]`).
     """
-    checks.check_choice("mode", mode, AGGREGATIONS)
+    checks.check_choice("mode", mode, AGGREGATION_MODES)
     shape = _check_args(a, a, b, weight_shape)
     if native.runs_native(a):
         return torch.ops.clarena.parameter_measure(a, b, shape, mode)
@@ -45,8 +45,8 @@ def scale_grad_by_measure_(
     """
     checks.check_floating("grad", grad)
     checks.check_like("a", a, "grad", grad)
-    checks.check_choice("aggregation", aggregation, AGGREGATIONS)
-    checks.check_choice("rate", rate, RATES)
+    checks.check_choice("aggregation", aggregation, AGGREGATION_MODES)
+    checks.check_choice("rate", rate, ADJUSTMENT_RATES)
     _check_args(grad, a, b, grad.shape)
     alpha_value = _check_scalar("alpha", alpha, needed=rate == "hat_const_alpha")
     r_value = _check_scalar("r", r, needed=rate == "adahat")
@@ -72,8 +72,8 @@ def foreach_scale_grad_by_measure_(
     Natively this is one call for a whole backbone (the per-call cost, not the arithmetic,
     dominates small layers); every entry is checked, and an error names the failing argument.
     """
-    checks.check_choice("aggregation", aggregation, AGGREGATIONS)
-    checks.check_choice("rate", rate, RATES)
+    checks.check_choice("aggregation", aggregation, AGGREGATION_MODES)
+    checks.check_choice("rate", rate, ADJUSTMENT_RATES)
     count = len(grads)
     r_values = list(r) if isinstance(r, Sequence) else [r] * count
     if len(r_values) != count:

@@ -9,9 +9,6 @@ and 'mean' aggregation averages the two unit measures.
 import torch
 import torch.nn.functional as F
 
-AGGREGATIONS = ("min", "max", "mean")
-RATES = ("hat", "hat_const_alpha", "adahat")
-
 
 class _PercentileGate(torch.autograd.Function):
     """mask = score >= quantile(score, 1 - keep); the gradient passes straight through."""
