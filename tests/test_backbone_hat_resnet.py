@@ -339,7 +339,7 @@ def train_hat_task(backbone, task_id: int, cumulative: dict | None, skip: tuple[
         feature, _, _ = backbone(inputs, "train", S_MAX, step, 3)
         feature.pow(2).mean().backward()
         if cumulative is not None:
-            kept = {name: layer for name, layer in zip(backbone.weighted_layer_names, backbone._weighted_layers()) if name in skip}
+            kept = {name: layer for name, layer in backbone.named_weighted_layers() if name in skip}
             saved = {name: layer.weight.grad.clone() for name, layer in kept.items()}
             clarena_clip_grad(backbone, cumulative, "min", "hat")
             for name, layer in kept.items():

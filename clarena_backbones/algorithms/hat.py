@@ -18,7 +18,7 @@ def cumulative_mask(backbone: HATMaskBackbone) -> dict[str, Tensor]:
         return backbone.combine_masks(list(backbone.masks.values()), "union")
     return {
         name: torch.zeros(layer.weight.shape[0], device=layer.weight.device)
-        for name, layer in zip(backbone.weighted_layer_names, backbone._weighted_layers())
+        for name, layer in backbone.named_weighted_layers()
     }
 
 

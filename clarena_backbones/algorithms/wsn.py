@@ -14,7 +14,7 @@ from clarena_backbones.ops import unpack_mask
 def masked_parameters(backbone: WSNMaskBackbone) -> dict[tuple[str, str], nn.Parameter]:
     """The parameters WSN masks, keyed ('weight' | 'bias', layer name)."""
     parameters = {}
-    for name, layer in zip(backbone.weighted_layer_names, backbone._weighted_layers()):
+    for name, layer in backbone.named_weighted_layers():
         parameters["weight", name] = layer.weight
         if layer.bias is not None:
             parameters["bias", name] = layer.bias

@@ -12,15 +12,7 @@ from clarena_backbones.backbones.hat_mask_resnet import (
     HATMaskResNetBlockLarge,
     HATMaskResNetBlockSmall,
 )
-from clarena_backbones.backbones.resnet import (
-    ResNetBase,
-    ResNetBlockLarge,
-    ResNetBlockSmall,
-    _ResNetBlock,
-    architecture,
-    depth_variants,
-    load_pretrained,
-)
+from clarena_backbones.backbones.resnet import ResNetBase, _ResNetBlock, depth_variants
 
 
 class AmnesiacHATResNetBase(AmnesiacHATBackbone, HATMaskResNetBase):
@@ -64,10 +56,10 @@ class AmnesiacHATResNetBase(AmnesiacHATBackbone, HATMaskResNetBase):
             **kwargs,
         )
         if not disable_unlearning:
-            large = issubclass(building_block_type, ResNetBlockLarge)
+            bottleneck = building_block_type.expansion > 1
             self.backup_backbone_kwargs: dict[str, Any] = {
                 "input_channels": input_channels,
-                "building_block_type": ResNetBlockLarge if large else ResNetBlockSmall,
+                "building_block_type": self.original_backbone_class.family.block(bottleneck),
                 "building_block_nums": building_block_nums,
                 "building_block_preceding_output_channels": building_block_preceding_output_channels,
                 "building_block_input_channels": building_block_input_channels,
@@ -87,8 +79,9 @@ class AmnesiacHATResNetBase(AmnesiacHATBackbone, HATMaskResNetBase):
         """The feature of task `task_id`'s backup stream."""
         backup = self.backup_backbones[f"{task_id}"]
         backup_mask = self.masks[task_id]
-        stem_bn = self._stem_bn("train", None)
-        backup_stem_bn = backup.conv_bn1 if stem_bn is not None and backup.batch_normalization else None
+        stem_bns = self.get_bn("train", None)
+        backup_stem_bns = backup.get_bn("train", None) if stem_bns is not None else None
+        stem_bn, backup_stem_bn = (None, None) if stem_bns is None else (stem_bns[0], backup_stem_bns[0])
         x = _routed(backup_mask["conv1"], self.conv1, backup.conv1, stem_bn, backup_stem_bn, input)
         x = self.maxpool(activate(x, mask["conv1"], self._modules.get("conv_activation1")))
         for block, backup_block in zip(self._blocks, backup._iter_blocks()):
@@ -104,8 +97,8 @@ class AmnesiacHATResNetBase(AmnesiacHATBackbone, HATMaskResNetBase):
         input: Tensor,
     ) -> Tensor:
         """One block of a backup stream."""
-        bns = block._bns_for("train", None)
-        backup_bns = backup_block._bns_for("train", None) if bns is not None else None
+        bns = block.get_bn("train", None)
+        backup_bns = backup_block.get_bn("train", None) if bns is not None else None
         convs = block.conv_layer_names
         last = len(convs) - 1
         x = input
@@ -172,10 +165,10 @@ class AmnesiacHATResNetVariant(AmnesiacHATResNetBase):
             batch_normalization=batch_normalization,
             bias=bias,
             disable_unlearning=disable_unlearning,
-            **architecture(self.depth, HATMaskResNetBlockSmall, HATMaskResNetBlockLarge),
+            **self.family.architecture(self.depth),
             **kwargs,
         )
-        load_pretrained(self, self.depth, pretrained_weights, batch_norm=False)
+        self.family.load_pretrained(self, self.depth, pretrained_weights)
 
 
 (

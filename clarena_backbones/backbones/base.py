@@ -40,7 +40,7 @@ class Backbone(nn.Module):
         self.output_dim: int | None = output_dim
         self.weighted_layer_names: list[str] = []
         self._layer_lookup: dict[str, nn.Module] | None = None
-        self._weighted_layer_cache: tuple[tuple[int, int], list[nn.Module]] | None = None
+        self._weighted_layer_cache: tuple[tuple[int, int], list[tuple[str, nn.Module]]] | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         if isinstance(value, nn.Module):  # a (re)assigned submodule makes the lookup stale
@@ -74,13 +74,13 @@ class Backbone(nn.Module):
             raise ValueError(f"{type(self).__name__} has no layer named '{layer_name}'.")
         return lookup[layer_name]
 
-    def _weighted_layers(self) -> list[nn.Module]:
-        """The modules of `weighted_layer_names`, in order (cached)."""
+    def named_weighted_layers(self) -> list[tuple[str, nn.Module]]:
+        """`(name, module)` of every weighted layer, input to output (cached; do not modify)."""
         names = self.weighted_layer_names
         key = (id(names), len(names))
         cache = self._weighted_layer_cache
         if cache is None or cache[0] != key:
-            cache = self._weighted_layer_cache = (key, [self.get_layer_by_name(name) for name in names])
+            cache = self._weighted_layer_cache = (key, [(name, self.get_layer_by_name(name)) for name in names])
         return cache[1]
 
     def preceding_layer_name(self, layer_name: str | None) -> str | None:

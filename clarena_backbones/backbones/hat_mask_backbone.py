@@ -133,7 +133,7 @@ class HATMaskBackbone(CLBackbone):
                 raise ValueError("The 'test' stage needs `test_task_id`; got None.")
             return self._stored_test_mask(test_task_id)
         return {  # 'unlearning_test'
-            name: self._ones(name, layer) for name, layer in zip(self.weighted_layer_names, self._weighted_layers())
+            name: self._ones(name, layer) for name, layer in self.named_weighted_layers()
         }
 
     def _stored_test_mask(self, task_id: int) -> dict[str, Tensor]:
@@ -141,7 +141,7 @@ class HATMaskBackbone(CLBackbone):
             raise KeyError(f"No stored mask for task {task_id}; stored tasks: {sorted(self.masks)}.")
         stored = self.masks[task_id]
         mask = {}
-        for name, layer in zip(self.weighted_layer_names, self._weighted_layers()):
+        for name, layer in self.named_weighted_layers():
             layer_mask = stored[name]
             weight = layer.weight
             if layer_mask.device != weight.device or layer_mask.dtype != weight.dtype:
@@ -217,7 +217,7 @@ class HATMaskBackbone(CLBackbone):
         check_choice("aggregation_mode", aggregation_mode, AGGREGATION_MODES)
         check_choice("mode", mode, ADJUSTMENT_RATES)
         grads, a, b, rates = [], [], [], []
-        for name, layer in zip(self.weighted_layer_names, self._weighted_layers()):
+        for name, layer in self.named_weighted_layers():
             measure = neuron_wise_measure[name]
             preceding_name = self.preceding_layer_name(name)
             preceding = None if preceding_name is None else neuron_wise_measure[preceding_name]

@@ -49,8 +49,11 @@ class HATMaskMLP(IndependentBatchNorm, HATMaskBackbone, MLP):
         self._register_load_state_dict_pre_hook(_drop_unbuilt_batch_norm, with_module=True)
 
     def get_bn(self, stage: str, test_task_id: int | None) -> nn.ModuleList | None:
-        """The BatchNorm set for `stage`: the task's copy in test stages when independent, else `fc_bn`."""
-        bns = self._selected_bns(stage, test_task_id)
+        """The BatchNorm set for `stage`: the task's copy in test stages when independent, else `fc_bn`.
+
+        The MLP's one BatchNorm slot is the whole `fc_bn` list, returned itself as CLArena does.
+        """
+        bns = super().get_bn(stage, test_task_id)
         return None if bns is None else bns[0]
 
     def _forward_with_unit_masks(

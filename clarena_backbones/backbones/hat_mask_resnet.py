@@ -16,9 +16,8 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from clarena_backbones.backbones.base import activate
-
 from clarena_backbones.backbones.arguments import batch_normalization_argument, hat_batch_normalization
+from clarena_backbones.backbones.base import activate
 from clarena_backbones.backbones.hat_mask_backbone import HATMaskBackbone
 from clarena_backbones.backbones.independent_bn import IndependentBatchNorm
 from clarena_backbones.backbones.resnet import (
@@ -26,9 +25,8 @@ from clarena_backbones.backbones.resnet import (
     ResNetBase,
     ResNetBlockLarge,
     ResNetBlockSmall,
-    architecture,
+    ResNetFamily,
     depth_variants,
-    load_pretrained,
 )
 
 
@@ -96,14 +94,6 @@ class _HATMaskBlock(_PrecedingTable, IndependentBatchNorm, HATMaskBackbone):
             return identity
         return activate(identity, masks[self.shortcut_layer_name], None)
 
-    def get_bn(self, stage: str, test_task_id: int | None) -> tuple[nn.Module, ...] | None:
-        """The BN module of each conv for `stage` (per-task copies in test stages when independent)."""
-        bns = self._selected_bns(stage, test_task_id)
-        return None if bns is None else tuple(bns)
-
-    def _bns_for(self, stage: str | None, test_task_id: int | None) -> tuple[nn.Module, ...] | None:
-        return self.get_bn(stage, test_task_id)
-
     def _forward_with_unit_masks(
         self, input: Tensor, mask: dict[str, Tensor], stage: str, test_task_id: int | None
     ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -125,6 +115,8 @@ class HATMaskResNetBase(_PrecedingTable, IndependentBatchNorm, HATMaskBackbone, 
     copied) followed by `conv1`'s. HAT ResNets have no BatchNorm unless asked for.
     """
 
+    family = ResNetFamily(HATMaskResNetBlockSmall, HATMaskResNetBlockLarge, pretrained_batch_norm=False)
+
     def __init__(
         self,
         input_channels: int,
@@ -140,9 +132,6 @@ class HATMaskResNetBase(_PrecedingTable, IndependentBatchNorm, HATMaskBackbone, 
         **kwargs: Any,
     ) -> None:
         batch_normalization = hat_batch_normalization(batch_normalization_argument(batch_normalization, None, kwargs))
-        # read by `_block_arguments` while the base class builds the blocks
-        self.gate = gate
-        self.batch_normalization_mode = batch_normalization
         super().__init__(
             input_channels=input_channels,
             building_block_type=building_block_type,
@@ -154,9 +143,10 @@ class HATMaskResNetBase(_PrecedingTable, IndependentBatchNorm, HATMaskBackbone, 
             activation_layer=activation_layer,
             batch_normalization=bool(batch_normalization),
             bias=bias,
+            block_arguments={"gate": gate, "batch_normalization": batch_normalization},
             **kwargs,
         )
-        self.batch_normalization = batch_normalization
+        self.batch_normalization = self.batch_normalization_mode = batch_normalization
         self.update_multiple_blocks_task_embedding()
         self.task_embedding_t["conv1"] = nn.Embedding(1, self.conv1.out_channels)
         self._setup_independent_bn(("conv_bn1",))
@@ -169,19 +159,11 @@ class HATMaskResNetBase(_PrecedingTable, IndependentBatchNorm, HATMaskBackbone, 
         """Shortcut layer name -> the layer whose embedding a CLArena checkpoint's shortcut takes."""
         return {name: source for block in self._blocks for name, source in block.shortcut_embedding_sources().items()}
 
-    def _block_arguments(self, batch_normalization: bool) -> dict[str, Any]:
-        mode = self.batch_normalization_mode if batch_normalization else None
-        return {"gate": self.gate, "batch_normalization": mode}
-
     def update_multiple_blocks_task_embedding(self) -> None:
         """Put every block's embedding modules (shared, not copied) in the outer `task_embedding_t`."""
         for block in self._blocks:
             for name, embedding in block.task_embedding_t.items():
                 self.task_embedding_t[name] = embedding
-
-    def _stem_bn(self, stage: str | None, test_task_id: int | None) -> nn.Module | None:
-        bns = self._selected_bns(stage, test_task_id)
-        return None if bns is None else bns[0]
 
     def setup_task_id(self, task_id: int) -> None:
         """Make `task_id` current; with independent BN, also in every block (each keeps BN copies)."""
@@ -255,10 +237,10 @@ class HATMaskResNetVariant(HATMaskResNetBase):
             activation_layer=activation_layer,
             batch_normalization=batch_normalization,
             bias=bias,
-            **architecture(self.depth, HATMaskResNetBlockSmall, HATMaskResNetBlockLarge),
+            **self.family.architecture(self.depth),
             **kwargs,
         )
-        load_pretrained(self, self.depth, pretrained_weights, batch_norm=False)
+        self.family.load_pretrained(self, self.depth, pretrained_weights)
 
 
 HATMaskResNet18, HATMaskResNet34, HATMaskResNet50, HATMaskResNet101, HATMaskResNet152 = depth_variants(

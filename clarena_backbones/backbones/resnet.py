@@ -7,13 +7,15 @@ global average pooling and no fully connected layer.
 """
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
 from clarena_backbones.backbones.arguments import batch_normalization_argument
 from clarena_backbones.backbones.base import Backbone, CLBackbone, TaskIdForward, activate
+from clarena_backbones.backbones.independent_bn import SharedBatchNorm
 
 STAGE_NAMES = ("conv2x", "conv3x", "conv4x", "conv5x")
 STAGE_STRIDES = (1, 2, 2, 2)
@@ -32,7 +34,7 @@ _ORDINALS = ("1st", "2nd", "3rd")
 ConvCall = Callable[[str, nn.Conv2d, Tensor], Tensor]
 
 
-class _ResNetBlock(Backbone):
+class _ResNetBlock(SharedBatchNorm, Backbone):
     """A residual block: convs `conv1..convK` (each with optional BN and activation) plus a shortcut.
 
     The shortcut is added after the last conv's BatchNorm, before its activation (and, in HAT
@@ -99,10 +101,6 @@ class _ResNetBlock(Backbone):
         """(in, out, kernel, stride) of each conv."""
         raise NotImplementedError
 
-    def _bns_for(self, stage: str | None, test_task_id: int | None) -> Sequence[nn.Module] | None:
-        """The BN module of each conv for `stage` (None without BN)."""
-        return self._live_bns
-
     def _run(
         self,
         input: Tensor,
@@ -139,7 +137,7 @@ class _ResNetBlock(Backbone):
 
     def forward(self, input: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Return `(output_feature_map, activations)`."""
-        return self._run(input, self._bns_for(None, None))
+        return self._run(input, self.get_bn(None, None))
 
 
 class ResNetBlockSmall(_ResNetBlock):
@@ -160,20 +158,40 @@ class ResNetBlockLarge(_ResNetBlock):
         return [(preceding, channels, 1, 1), (channels, channels, 3, stride), (channels, channels * 4, 1, 1)]
 
 
-def architecture(depth: int, small_block: type, large_block: type) -> dict[str, Any]:
-    """`ResNetBase` arguments of the `depth`-layer ResNet with the given block classes."""
-    bottleneck, nums = DEPTHS[depth]
-    expansion = 4 if bottleneck else 1
-    return {
-        "building_block_type": large_block if bottleneck else small_block,
-        "building_block_nums": nums,
-        "building_block_preceding_output_channels": (64, *(c * expansion for c in STAGE_CHANNELS[:3])),
-        "building_block_input_channels": STAGE_CHANNELS,
-    }
+@dataclass(frozen=True)
+class ResNetFamily:
+    """What sets a family of ResNets apart, read by its classes' one construction path.
+
+    Its BatchNorm policy is the `get_bn` hook its classes inherit (`SharedBatchNorm` or
+    `IndependentBatchNorm`).
+    """
+
+    basic_block: type[_ResNetBlock]  # ResNet-18/34
+    bottleneck_block: type[_ResNetBlock]  # ResNet-50/101/152
+    pretrained_batch_norm: bool  # whether torchvision's BatchNorm entries load with its conv weights
+
+    def block(self, bottleneck: bool) -> type[_ResNetBlock]:
+        return self.bottleneck_block if bottleneck else self.basic_block
+
+    def architecture(self, depth: int) -> dict[str, Any]:
+        """`ResNetBase` arguments of the family's `depth`-layer ResNet."""
+        bottleneck, nums = DEPTHS[depth]
+        expansion = 4 if bottleneck else 1
+        return {
+            "building_block_type": self.block(bottleneck),
+            "building_block_nums": nums,
+            "building_block_preceding_output_channels": (64, *(c * expansion for c in STAGE_CHANNELS[:3])),
+            "building_block_input_channels": STAGE_CHANNELS,
+        }
+
+    def load_pretrained(self, backbone: nn.Module, depth: int, pretrained_weights: str | None) -> None:
+        load_pretrained(backbone, depth, pretrained_weights, self.pretrained_batch_norm)
 
 
-class ResNetBase(Backbone):
+class ResNetBase(SharedBatchNorm, Backbone):
     """A ResNet given its block type, blocks per stage and channel widths."""
+
+    family: ClassVar[ResNetFamily] = ResNetFamily(ResNetBlockSmall, ResNetBlockLarge, pretrained_batch_norm=True)
 
     def __init__(
         self,
@@ -186,9 +204,15 @@ class ResNetBase(Backbone):
         activation_layer: type[nn.Module] | None = nn.ReLU,
         batch_normalization: bool = True,
         bias: bool = False,
+        *,
+        block_arguments: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        """`output_dim` is metadata for the heads (512 for ResNet-18/34, 2048 beyond)."""
+        """`output_dim` is metadata for the heads (512 for ResNet-18/34, 2048 beyond).
+
+        `block_arguments`: extra constructor arguments of every block (a masked family's, such as
+        HAT's gate and BatchNorm mode).
+        """
         batch_normalization = batch_normalization_argument(batch_normalization, True, kwargs)
         super().__init__(output_dim=output_dim, **kwargs)
         self.batch_normalization = batch_normalization
@@ -197,8 +221,10 @@ class ResNetBase(Backbone):
         self.weighted_layer_names.append("conv1")
         if self.batch_normalization:
             self.conv_bn1 = nn.BatchNorm2d(64)
+            self._live_bns = (self.conv_bn1,)
         if self.activation:
             self.conv_activation1 = activation_layer()
+        block_arguments = {"batch_normalization": batch_normalization, **(block_arguments or {})}
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         for stage, (name, stride) in enumerate(zip(STAGE_NAMES, STAGE_STRIDES)):
             blocks = self._multiple_blocks(
@@ -209,8 +235,8 @@ class ResNetBase(Backbone):
                 building_block_input_channels[stage],
                 stride,
                 activation_layer,
-                batch_normalization,
                 bias,
+                block_arguments,
             )
             setattr(self, name, blocks)
         self.avepool = nn.AdaptiveAvgPool2d((1, 1))
@@ -225,8 +251,8 @@ class ResNetBase(Backbone):
         input_channels: int,
         overall_stride: int,
         activation_layer: type[nn.Module] | None,
-        batch_normalization: bool,
         bias: bool,
+        block_arguments: Mapping[str, Any],
     ) -> nn.Sequential:
         """One stage: `building_block_num` blocks, the first one strided and widening."""
         blocks = []
@@ -239,24 +265,16 @@ class ResNetBase(Backbone):
                 overall_stride=overall_stride if block_idx == 0 else 1,
                 activation_layer=activation_layer,
                 bias=bias,
-                **self._block_arguments(batch_normalization),
+                **block_arguments,
             )
             blocks.append(block)
             self.weighted_layer_names += block.weighted_layer_names
             preceding_output_channels = input_channels * block.expansion
         return nn.Sequential(*blocks)
 
-    def _block_arguments(self, batch_normalization: bool) -> dict[str, Any]:
-        """Extra block constructor arguments (HAT blocks take the gate and the BN mode)."""
-        return {"batch_normalization": batch_normalization}
-
     def _iter_blocks(self) -> list[_ResNetBlock]:
         """Every block, input to output."""
         return self._blocks
-
-    def _stem_bn(self, stage: str | None, test_task_id: int | None) -> nn.Module | None:
-        """The BN module after `conv1` for `stage` (None without BN)."""
-        return self.conv_bn1 if self.batch_normalization else None
 
     def _forward_resnet(
         self,
@@ -268,14 +286,14 @@ class ResNetBase(Backbone):
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """The whole network: BNs chosen for `stage`, HAT unit `masks`, `conv_call` for masked convs."""
         x = self.conv1(input) if conv_call is None else conv_call("conv1", self.conv1, input)
-        stem_bn = self._stem_bn(stage, test_task_id)
-        if stem_bn is not None:
-            x = stem_bn(x)
+        stem_bns = self.get_bn(stage, test_task_id)
+        if stem_bns is not None:
+            x = stem_bns[0](x)
         x = activate(x, None if masks is None else masks["conv1"], self._modules.get("conv_activation1"))
         activations = {"conv1": x}
         x = self.maxpool(x)
         for block in self._blocks:
-            x, block_activations = block._run(x, block._bns_for(stage, test_task_id), masks, conv_call)
+            x, block_activations = block._run(x, block.get_bn(stage, test_task_id), masks, conv_call)
             activations.update(block_activations)
         return self.avepool(x).flatten(1), activations
 
@@ -360,10 +378,10 @@ class ResNetVariant(ResNetBase):
             activation_layer=activation_layer,
             batch_normalization=batch_normalization,
             bias=bias,
-            **architecture(self.depth, ResNetBlockSmall, ResNetBlockLarge),
+            **self.family.architecture(self.depth),
             **kwargs,
         )
-        load_pretrained(self, self.depth, pretrained_weights, batch_norm=True)
+        self.family.load_pretrained(self, self.depth, pretrained_weights)
 
 
 def depth_variants(

@@ -102,7 +102,7 @@ class WSNMaskBackbone(CLBackbone):
         Weight scores are `nn.Embedding(out, in)` for Linear layers (as CLArena) and weight-shaped
         `ParameterScore`s for convolutions; bias scores are `nn.Embedding(1, out)`.
         """
-        for name, layer in zip(self.weighted_layer_names, self._weighted_layers()):
+        for name, layer in self.named_weighted_layers():
             out_units = layer.weight.size(0)
             if layer.weight.dim() == 2:
                 self.weight_score_t[name] = nn.Embedding(out_units, layer.weight.size(1))
@@ -133,7 +133,7 @@ class WSNMaskBackbone(CLBackbone):
         check_fraction("mask_percentage", mask_percentage)
         weight_mask: WeightMasks = {}
         bias_mask: BiasMasks = {}
-        for name, layer in zip(self.weighted_layer_names, self._weighted_layers()):
+        for name, layer in self.named_weighted_layers():
             score = self.weight_score_t[name].weight
             weight_mask[name] = percentile_mask(score, mask_percentage)
             if layer.bias is None:
@@ -171,7 +171,7 @@ class WSNMaskBackbone(CLBackbone):
     def _stored_on_device(self, task_id: int) -> tuple[WeightMasks, BiasMasks]:
         """The stored packed masks of `task_id`, moved (once, in place) to the weights' device."""
         weight_mask, bias_mask = self.masks[task_id]
-        for name, layer in zip(self.weighted_layer_names, self._weighted_layers()):
+        for name, layer in self.named_weighted_layers():
             device = layer.weight.device
             if weight_mask[name].device != device:
                 weight_mask[name] = weight_mask[name].to(device)

@@ -17,10 +17,8 @@ def refuse_batch_normalization(owner: type, kwargs: dict[str, Any]) -> None:
             warnings.warn(f"{owner.__name__} has no BatchNorm; `{name}` is ignored.", UserWarning, stacklevel=3)
 
 
-class WSNMaskMLP(MLP, WSNMaskBackbone):
+class WSNMaskMLP(WSNMaskBackbone, MLP):
     """MLP (no BatchNorm) whose every Linear runs with WSN-masked weight and bias."""
-
-    forward = WSNMaskBackbone.forward  # CLArena's base order puts MLP's forward first
 
     def __init__(
         self,

@@ -12,14 +12,7 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from clarena_backbones.backbones.arguments import batch_normalization_argument
-from clarena_backbones.backbones.resnet import (
-    ConvCall,
-    ResNetBase,
-    ResNetBlockLarge,
-    ResNetBlockSmall,
-    architecture,
-    depth_variants,
-)
+from clarena_backbones.backbones.resnet import ConvCall, ResNetBase, ResNetBlockLarge, ResNetBlockSmall, depth_variants
 from clarena_backbones.backbones.wsn_mask_backbone import WSNMaskBackbone
 
 
@@ -86,7 +79,7 @@ class WSNMaskResNetVariant(WSNMaskResNetBase):
             activation_layer=activation_layer,
             batch_normalization=batch_normalization,
             bias=bias,
-            **architecture(self.depth, ResNetBlockSmall, ResNetBlockLarge),
+            **self.family.architecture(self.depth),
             **kwargs,
         )
 
