@@ -59,7 +59,7 @@ def hat_algorithm(arch_name: str):
     algorithm.setup_task_id(2, wl.NUM_CLASSES, optimizer_factory, None)
     backbone.initialize_task_embedding("N01")
     algorithm.cumulative_mask_for_previous_tasks = {
-        name: wl._binary(layer.weight.size(0)) for name, layer in wl.weighted_layers(backbone)
+        name: wl._binary(layer.weight.size(0)) for name, layer in backbone.named_weighted_layers()
     }
     optimizer = optimizer_factory(algorithm.parameters())
     algorithm.optimizers = lambda: optimizer

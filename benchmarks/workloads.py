@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clarena_backbones import ops
+from clarena_backbones.algorithms import hat, wsn
 
 DTYPE = torch.float32
 KEEP = 0.7  # WSN's mask_percentage: fraction of parameters kept
@@ -145,14 +146,10 @@ def build_backbone(name: str) -> nn.Module:
     return cls(**kwargs).to(DTYPE)
 
 
-def weighted_layers(backbone: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(name, backbone.get_layer_by_name(name)) for name in backbone.weighted_layer_names]
-
-
 def weighted_grads(backbone: nn.Module) -> list[torch.Tensor]:
     """`.grad` of every weighted layer's weight and bias (those that exist)."""
     grads = []
-    for _, layer in weighted_layers(backbone):
+    for _, layer in backbone.named_weighted_layers():
         for parameter in (layer.weight, layer.bias):
             if parameter is not None and parameter.grad is not None:
                 grads.append(parameter.grad)
@@ -168,7 +165,7 @@ def hat_adjustment(backbone_name: str, impl: str) -> Workload:
     repeated halving never reaches slow denormals).
     """
     backbone = build_backbone(backbone_name)
-    layers = weighted_layers(backbone)
+    layers = backbone.named_weighted_layers()
     measure = {name: _binary(layer.weight.size(0)) for name, layer in layers}
     for _, layer in layers:
         for parameter in (layer.weight, layer.bias):
@@ -220,27 +217,17 @@ def _batch(arch: Arch) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def _wsn_previous_task_masks(backbone: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Cumulative masks of one finished task (the gate at 0.7 on that task's scores), then fresh scores."""
-    backbone.initialize_parameter_score("default")
-    with torch.no_grad():
-        weight_mask, bias_mask = backbone.get_mask("train", KEEP)
-    cumulative_w = {name: mask.detach().clone() for name, mask in weight_mask.items()}
-    cumulative_b = {name: mask.detach().clone() for name, mask in bias_mask.items() if mask is not None}
-    backbone.initialize_parameter_score("default")
-    return cumulative_w, cumulative_b
-
-
 def train_step(arch_name: str, backbone_name: str, impl: str) -> Workload:
     """One training step: zero_grad, forward, cross-entropy on a linear head, backward, the
     algorithm's gradient adjustment, SGD step (over backbone and head, as CLArena's optimiser).
 
     * plain (CLMLP, CLResNet18): no adjustment.
-    * HAT: train-stage forward (s_max 400, batch_idx, num_batches), then
-      `clip_grad_by_measure_(cumulative mask, 'min', 'hat')` and HAT's task-embedding gradient
-      compensation (`compensate_task_embedding_gradients`: CLArena's per-layer formula on the
-      reference path, one fused pass natively). No sparsity regulariser.
-    * WSN: train-stage forward (mask_percentage 0.7), then `grad *= 1 - cumulative mask` for every
+    * HAT: train-stage forward (s_max 400, batch_idx, num_batches), then the demo's adjustment
+      (`clarena.algorithms.hat.adjust_gradients`: `clip_grad_by_measure_(cumulative mask, 'min',
+      'hat')` and the task-embedding gradient compensation, CLArena's per-layer formulas on the
+      reference path, fused passes natively). No sparsity regulariser.
+    * WSN: train-stage forward (mask_percentage 0.7) on fresh scores after task 1's mask is
+      stored, then the demo's `grad *= 1 - M_1` (`clarena.algorithms.wsn.freeze_used_`) for every
       weighted layer's weight and bias (plain torch, identical on both paths).
     """
     arch = ARCHS[arch_name]
@@ -252,28 +239,27 @@ def train_step(arch_name: str, backbone_name: str, impl: str) -> Workload:
     if backbone_name.startswith("HAT"):
         backbone.setup_task_id(2)
         backbone.initialize_task_embedding("N01")
-        cumulative = {name: _binary(layer.weight.size(0)) for name, layer in weighted_layers(backbone)}
+        cumulative = {name: _binary(layer.weight.size(0)) for name, layer in backbone.named_weighted_layers()}
 
         def forward() -> torch.Tensor:
             return backbone(x, "train", s_max=S_MAX, batch_idx=BATCH_IDX, num_batches=arch.num_batches)[0]
 
         def adjust() -> None:
-            backbone.clip_grad_by_measure_(cumulative, "min", "hat")
-            backbone.compensate_task_embedding_gradients(S_MAX, CLAMP_THRESHOLD, BATCH_IDX, arch.num_batches)
+            hat.adjust_gradients(backbone, cumulative, S_MAX, CLAMP_THRESHOLD, BATCH_IDX, arch.num_batches)
 
     elif backbone_name.startswith("WSN"):
+        backbone.setup_task_id(1)
+        backbone.initialize_parameter_score("default")
+        backbone.store_mask(1, KEEP)
         backbone.setup_task_id(2)
-        cumulative_w, cumulative_b = _wsn_previous_task_masks(backbone)
-        layers = weighted_layers(backbone)
+        backbone.initialize_parameter_score("default")
+        free = wsn.free_parameters(backbone)
 
         def forward() -> torch.Tensor:
             return backbone(x, "train", mask_percentage=KEEP)[0]
 
-        def adjust() -> None:  # CLArena's WSN.clip_grad_by_mask
-            for name, layer in layers:
-                layer.weight.grad.data *= 1 - cumulative_w[name]
-                if layer.bias is not None:
-                    layer.bias.grad.data *= 1 - cumulative_b[name]
+        def adjust() -> None:
+            wsn.freeze_used_(free)
 
     else:
         def forward() -> torch.Tensor:

@@ -35,3 +35,20 @@ def mask_sparsity(mask: dict[str, Tensor], cumulative: dict[str, Tensor]) -> Ten
     if available <= 10:
         return torch.zeros(())
     return occupied / available
+
+
+def adjust_gradients(
+    backbone: HATMaskBackbone,
+    cumulative: dict[str, Tensor],
+    s_max: float,
+    clamp_threshold: float,
+    batch_idx: int,
+    num_batches: int,
+) -> None:
+    """HAT's step between `backward()` and the optimiser step.
+
+    grad *= 1 - min(M^{<t}[out unit], M^{<t}[in unit]) (a weight is frozen where both of its
+    units are taken), then the task embeddings' gradient compensation.
+    """
+    backbone.clip_grad_by_measure_(cumulative, aggregation_mode="min", mode="hat")
+    backbone.compensate_task_embedding_gradients(s_max, clamp_threshold, batch_idx, num_batches)

@@ -1,6 +1,6 @@
 """HAT (Serra et al., 2018) on `HATMaskMLP`, with CLArena's training step (`clarena.algorithms.hat`)."""
 
-from clarena_backbones.algorithms.hat import cumulative_mask, mask_sparsity
+from clarena_backbones.algorithms.hat import adjust_gradients, cumulative_mask, mask_sparsity
 from clarena_backbones.backbones import HATMaskMLP
 from clarena_backbones.demo.method import Method
 
@@ -25,10 +25,8 @@ class HAT(Method):
         return self.classification_loss(feature, y) + self.config.mask_sparsity_reg_factor * sparsity
 
     def adjust_gradients(self, batch_idx, num_batches):
-        # grad *= 1 - min(M^{<t}[out unit], M^{<t}[in unit]): frozen where both ends are taken.
-        self.backbone.clip_grad_by_measure_(self.cumulative_mask, aggregation_mode="min", mode="hat")
-        self.backbone.compensate_task_embedding_gradients(
-            self.config.s_max, self.config.clamp_threshold, batch_idx, num_batches
+        adjust_gradients(
+            self.backbone, self.cumulative_mask, self.config.s_max, self.config.clamp_threshold, batch_idx, num_batches
         )
 
     def end_task(self, task_id):

@@ -9,7 +9,7 @@ from argparse import ArgumentParser
 
 from torch import Tensor
 
-from clarena_backbones.algorithms.hat import cumulative_mask, mask_sparsity
+from clarena_backbones.algorithms.hat import adjust_gradients, cumulative_mask, mask_sparsity
 from clarena_backbones.mammoth.hat_adapter import HATAdapter
 from clarena_backbones.mammoth.task_il_model import MaskedTaskILModel
 
@@ -41,9 +41,7 @@ class HAT(MaskedTaskILModel):
         out, mask = self.net.train_forward(inputs, batch_idx, num_batches)
         loss = self.task_loss(out, labels) + self.args.hat_reg * mask_sparsity(mask, self.cumulative_mask)
         loss.backward()
-        # grad *= 1 - min(M^{<t}[out unit], M^{<t}[in unit]): frozen where both ends are taken
-        backbone.clip_grad_by_measure_(self.cumulative_mask, aggregation_mode="min", mode="hat")
-        backbone.compensate_task_embedding_gradients(self.net.s_max, self.args.hat_clamp, batch_idx, num_batches)
+        adjust_gradients(backbone, self.cumulative_mask, self.net.s_max, self.args.hat_clamp, batch_idx, num_batches)
         self.opt.step()
         return loss.item()
 
