@@ -29,51 +29,17 @@ from pathlib import Path
 from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))  # the sibling modules, also when imported from elsewhere
+
+import plot  # noqa: E402
+import targets  # noqa: E402
+import timing  # noqa: E402
+import workloads as wl  # noqa: E402
+from targets import Target  # noqa: E402
+
 REPO_ROOT = BENCH_DIR.parent
 DEFAULT_OUTPUT = BENCH_DIR / "results"
 STEP_PREFIXES = ("train_step", "test_forward")
-
-
-# ------------------------------------------------------------------------------------- targets
-@dataclass
-class Target:
-    metric: str  # "reference/native", "native/limit", "native/plain" or "peak native<=reference"
-    op: str  # ">=" or "<="
-    threshold: float
-    value: float | None = None
-    status: str = "N/A"  # PASS, MISS, or N/A when a median or peak is missing
-
-    def judge(self) -> None:
-        if self.value is None or math.isnan(self.value):
-            self.status = "N/A"
-        elif self.op == ">=":
-            self.status = "PASS" if self.value >= self.threshold else "MISS"
-        else:
-            self.status = "PASS" if self.value <= self.threshold else "MISS"
-
-    def text(self) -> str:
-        shown = "-" if self.value is None else f"{self.value:.2f}"
-        return f"{self.metric} {shown} {self.op} {self.threshold:g}: {self.status}"
-
-
-def targets_for(group: str, row: str) -> list[Target]:
-    """The speed targets of one report row (`row` is the backbone name for step groups)."""
-    if group == "percentile_mask n=2^23":
-        return [Target("reference/native", ">=", 10), Target("native/limit", "<=", 3)]
-    if group.startswith("hat_adjustment"):
-        return [Target("reference/native", ">=", 8), Target("native/limit", "<=", 2)]
-    if group.startswith("parameter_measure"):
-        return [Target("reference/native", ">=", 1)]
-    peak = Target("peak native/reference", "<=", 1)
-    if group.startswith("clarena_train_step"):  # CLArena's methods (reference) vs accelerated (native)
-        return [Target("reference/native", ">=", 1.2 if " mlp " in group else 1.5), peak]
-    if group.startswith("train_step mlp"):
-        return [Target("native/plain", "<=", 1.15), peak]
-    if group.startswith("train_step resnet18"):
-        return [Target("native/plain", "<=", 1.10), peak]
-    if group.startswith("test_forward"):
-        return ([Target("reference/native", ">=", 1.3)] if row.startswith("WSN") else []) + [peak]
-    return []
 
 
 # ---------------------------------------------------------------------------------------- rows
@@ -160,10 +126,9 @@ def build_rows(raw: dict[str, Any]) -> list[Row]:
                 row.ratios["peak native/reference"] = 1.0 if peaks["native"] <= 0 else math.inf
         else:
             row.ratios["peak native/reference"] = None
-        row.targets = targets_for(group, row_name)
+        row.targets = targets.targets_for(group, row_name)
         for target in row.targets:
-            target.value = row.ratios.get(target.metric)
-            target.judge()
+            target.judge(row.ratios.get(target.metric))
         rows.append(row)
     return rows
 
@@ -210,58 +175,12 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join(out + [""] + legend + notes)
 
 
-def draw_chart(rows: list[Row], path: Path, title: str) -> None:
-    import matplotlib
-    import matplotlib.ticker
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [
-        ("reference / native\n(speed-up, higher is better)", lambda r: "reference/native"),
-        ("native / limit or plain\n(overhead, lower is better)", lambda r: f"native/{r.comparator}"),
-        ("peak memory native / reference\n(lower is better)", lambda r: "peak native/reference"),
-    ]
-    labels = [row.label for row in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(19, 0.45 * len(rows) + 2.4), sharey=True,
-                             gridspec_kw={"width_ratios": [3, 3, 2]})  # fmt: skip
-    for ax, (panel_title, metric_of) in zip(axes, panels):
-        for y, row in enumerate(rows):
-            metric = metric_of(row)
-            value = row.ratios.get(metric)
-            target = next((t for t in row.targets if t.metric == metric), None)
-            color = {"PASS": "tab:green", "MISS": "tab:red"}.get(target.status if target else "", "tab:gray")
-            if value is not None and math.isfinite(value) and value > 0:
-                ax.barh(y, value, color=color, height=0.6)
-                ax.text(value, y, f" {value:.2f}", va="center", fontsize=8)
-            elif value == 0:  # e.g. an in-place op that allocates nothing on the native path
-                ax.text(0.01, y, "0", va="center", fontsize=8, color=color, transform=ax.get_yaxis_transform())
-            if target is not None:
-                ax.plot([target.threshold] * 2, [y - 0.4, y + 0.4], color="black", linewidth=2)
-        ax.axvline(1.0, color="gray", linestyle=":", linewidth=1)
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_title(panel_title, fontsize=10)
-        ax.grid(axis="x", alpha=0.3)
-    axes[0].set_yticks(range(len(rows)), labels, fontsize=8)
-    axes[0].invert_yaxis()
-    fig.suptitle(f"{title}\nbars: green PASS, red MISS, gray no target; black ticks: targets", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 # --------------------------------------------------------------------------------------- profile
 def profile_missed(rows: list[Row], output: Path, row_limit: int, threads: int) -> str:
     """torch.profiler key_averages (by self CPU time) of the paths behind every MISS."""
-    sys.path.insert(0, str(BENCH_DIR))
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
-    import workloads as wl
-
-    torch.set_num_threads(threads)
-    torch.set_flush_denormal(True)
+    timing.configure(threads)
     builders = wl.all_workloads()
     profile_dir = output / "profiles"
     profile_dir.mkdir(parents=True, exist_ok=True)
@@ -280,19 +199,11 @@ def profile_missed(rows: list[Row], output: Path, row_limit: int, threads: int) 
             builder = builders.get((row.group, label))
             if builder is None:
                 continue
-            torch.manual_seed(0)
-            try:
-                workload = builder()
-            except Exception as error:  # noqa: BLE001
-                texts.append(f"== {row.label} [{impl}]: could not build the workload: {error}")
+            workload = build(builder, lambda error: texts.append(f"== {row.label} [{impl}]: {error}"))
+            if workload is None:
                 continue
             with workload.path():
-                for _ in range(2):  # warm-up
-                    if workload.setup:
-                        workload.setup()
-                    start = time.perf_counter()
-                    workload.fn()
-                    elapsed = time.perf_counter() - start
+                elapsed = timing.probe(workload)  # also the warm-up
                 calls = int(min(200, max(3, 1.0 / max(elapsed, 1e-9))))  # about a second of calls
                 with profile(activities=[ProfilerActivity.CPU]) as prof:
                     for _ in range(calls):
@@ -367,85 +278,56 @@ def run_suite(args: argparse.Namespace, raw_path: Path) -> int:
     return subprocess.call(command, cwd=REPO_ROOT)
 
 
+def build(builder, report_error) -> Any:
+    """The workload of `builder`, seeded; None (after `report_error(message)`) if it cannot be built."""
+    import torch
+
+    torch.manual_seed(0)
+    try:
+        return builder()
+    except Exception as error:  # noqa: BLE001  (e.g. CLArena missing for its group)
+        report_error(f"could not build the workload: {error}")
+        return None
+
+
 def run_interleaved(args: argparse.Namespace, raw_path: Path) -> int:
     """Time the implementations of each group round-robin, in this process (`--interleave`).
 
     pytest-benchmark times one test after another, so on a shared machine the reference, the
     native path and the limit of one group can meet very different loads. Here all members of a
-    group are built first, then every round calls each of them once, in a shuffled order, so
-    they sample the same load. Same workloads, rounds policy and peak-memory measurement as the
-    pytest suite; the result is written in pytest-benchmark's JSON layout.
+    group are built first, then timed by `timing.interleaved_samples`, so they sample the same
+    load. Same workloads, rounds policy and peak-memory measurement as the pytest suite; the
+    result is written in pytest-benchmark's JSON layout.
     """
-    sys.path.insert(0, str(BENCH_DIR))
-    import random
-    import statistics
-
-    import torch
-
-    import conftest  # sets threads and flush-to-zero; peak memory; the probe
-    import workloads as wl
-
-    torch.set_num_threads(args.threads)
+    timing.configure(args.threads)
     timer = time.process_time if args.timer == "cpu" else time.perf_counter
-    budget = args.budget if args.budget is not None else (0.5 if args.quick else 2.0)
-    min_rounds, max_rounds = (5, 30) if args.quick else (7, 2000)
-    groups: dict[str, list[tuple[str, Any]]] = {}
+    policy = timing.RoundsPolicy.of(args.quick, args.budget)
+    groups: dict[str, dict[str, Any]] = {}
     for (group, label), builder in wl.all_workloads().items():
         if args.keyword is None or args.keyword in f"{group} {label}":
-            groups.setdefault(group, []).append((label, builder))
-    rng = random.Random(0)
+            groups.setdefault(group, {})[label] = builder
     benchmarks = []
-    for group, members in groups.items():
-        print(f"{group}: {', '.join(label for label, _ in members)}", flush=True)
-        built = []
-        for label, builder in members:
-            torch.manual_seed(0)
-            try:
-                workload = builder()
-            except Exception as error:  # noqa: BLE001
-                print(f"  {label}: could not build the workload: {error}", flush=True)
-                continue
-            with workload.path():
-                probe = conftest.Runner._probe(workload)
-            built.append((label, workload, probe))
-        per_round = sum(probe for _, _, probe in built)
-        rounds = int(min(max_rounds, max(min_rounds, math.ceil(budget * len(built) / max(per_round, 1e-9)))))
-        samples: dict[str, list[float]] = {label: [] for label, _, _ in built}
-        for round_index in range(rounds + 1):  # round 0 is a warm-up
-            order = list(built)
-            rng.shuffle(order)
-            for label, workload, _ in order:
-                with workload.path():
-                    if workload.setup is not None:
-                        workload.setup()
-                    start = timer()
-                    workload.fn()
-                    elapsed = timer() - start
-                if round_index:
-                    samples[label].append(elapsed)
-        for label, workload, probe in built:
-            values = sorted(samples[label])
-            quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
-            info = conftest.common_info() | {"impl": workload.impl, "shape": workload.shape, **workload.info}
+    for group, builders in groups.items():
+        print(f"{group}: {', '.join(builders)}", flush=True)
+        built = {}
+        for label, builder in builders.items():
+            workload = build(builder, lambda error, label=label: print(f"  {label}: {error}", flush=True))
+            if workload is not None:
+                built[label] = workload
+        for label, (values, probe, rounds) in timing.interleaved_samples(built, policy, timer).items():
+            workload = built[label]
+            info = timing.common_info() | {"impl": workload.impl, "shape": workload.shape, **workload.info}
             info.update(probe_s=probe, rounds=rounds, warmup_rounds=2, mode="interleaved")
             if group == wl.group_percentile_mask("2^24+1"):
                 info["reference_refuses"] = wl.reference_refuses("2^24+1")
             if not args.no_memory:
-                with workload.path():
-                    if workload.setup is not None:
-                        workload.setup()
-                    faults = conftest.minor_page_faults()
-                    info["peak_alloc_bytes"] = conftest.peak_allocated_bytes(workload.fn)
-                    info["minor_page_faults"] = conftest.minor_page_faults() - faults
+                info.update(timing.memory_info(workload))
             params = {"impl": workload.impl}
             if group.startswith(STEP_PREFIXES):
                 params["backbone"] = workload.info.get("backbone")
             benchmarks.append({
                 "name": f"{group}[{label}]", "group": group, "params": params, "extra_info": info,
-                "options": {"timer": timer.__name__, "mode": "interleaved"},
-                "stats": {"min": values[0], "max": values[-1], "mean": statistics.fmean(values),
-                          "median": statistics.median(values), "q1": quartiles[0], "q3": quartiles[2],
-                          "rounds": len(values)},
+                "options": {"timer": timer.__name__, "mode": "interleaved"}, "stats": timing.summary_stats(values),
             })  # fmt: skip
         del built
     raw = {"benchmarks": benchmarks, "datetime": dt.datetime.now(dt.timezone.utc).isoformat(),
@@ -456,6 +338,7 @@ def run_interleaved(args: argparse.Namespace, raw_path: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    targets.check_groups(group for group, _ in wl.all_workloads())
     output: Path = args.output.resolve()
     output.mkdir(parents=True, exist_ok=True)
     status = 0
@@ -497,12 +380,12 @@ def main(argv: list[str] | None = None) -> int:
     builds = sorted({str((b.get("extra_info") or {}).get("native_build")) for b in raw.get("benchmarks", [])})
     if len(builds) > 1:  # someone rebuilt the extension in the middle of the run
         meta["native_build"] = builds
-    targets = [(row, t) for row in rows for t in row.targets]
-    missed = [f"{row.label}: {t.text()}" for row, t in targets if t.status == "MISS"]
+    judged = [(row, t) for row in rows for t in row.targets]
+    missed = [f"{row.label}: {t.text()}" for row, t in judged if t.status == "MISS"]
     summary = {
-        "pass": sum(t.status == "PASS" for _, t in targets),
+        "pass": sum(t.status == "PASS" for _, t in judged),
         "miss": len(missed),
-        "n/a": sum(t.status == "N/A" for _, t in targets),
+        "n/a": sum(t.status == "N/A" for _, t in judged),
         "missed": missed,
     }
     results = {"meta": meta, "rows": [asdict(row) | {"label": row.label} for row in rows], "summary": summary}
@@ -512,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         f"timer {meta['timer']}, {meta['mode']}, {meta['date']}"
     )
     if rows:
-        draw_chart(rows, output / "ratios.png", title)
+        plot.draw_chart(rows, output / "ratios.png", title)
 
     print()
     print(title)
