@@ -1,12 +1,14 @@
 // What the CUDA kernels share, on the stable ABI: torch's current stream for a tensor's device
-// (so ops can be captured in CUDA graphs), the device's multiprocessor count, and the launch
-// check. Only the CUDA runtime and libtorch's device-generic shims are used.
+// (so ops can be captured in CUDA graphs), the device's multiprocessor count, the grid of a
+// grid-stride loop, and the launch check. Only the CUDA runtime and libtorch's device-generic shims are used.
 #pragma once
 
 #include <cuda_runtime.h>
 #include <torch/csrc/stable/accelerator.h>
 #include <torch/csrc/stable/tensor.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -27,6 +29,13 @@ inline int64_t multiprocessor_count(const torch::stable::Tensor& t) {
   int count = 0;
   check_cuda(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, t.get_device_index()), "device query");
   return count;
+}
+
+// Blocks of `threads` threads for a grid-stride loop over `n` elements: enough to cover them, but
+// at most `blocks_per_sm` per multiprocessor (more would only queue behind the resident ones).
+inline unsigned int grid_size(int64_t n, int threads, int64_t sm_count, int64_t blocks_per_sm = 8) {
+  const int64_t wanted = (n + threads - 1) / threads;
+  return static_cast<unsigned int>(std::max<int64_t>(1, std::min(wanted, sm_count * blocks_per_sm)));
 }
 
 // Sets the tensor's device as current for the launches that follow.

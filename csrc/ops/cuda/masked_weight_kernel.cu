@@ -4,7 +4,6 @@
 #include <torch/csrc/stable/ops.h>
 #include <torch/csrc/stable/tensor.h>
 
-#include <algorithm>
 #include <tuple>
 
 #include "common/cuda.h"
@@ -16,12 +15,6 @@ namespace clarena::masked_weight {
 namespace {
 
 constexpr int kThreads = 256;
-
-unsigned int grid_size(int64_t n, int64_t sm_count) {
-  const int64_t wanted = (n + kThreads - 1) / kThreads;
-  const int64_t cap = sm_count * 8;
-  return static_cast<unsigned int>(std::max<int64_t>(1, std::min(wanted, cap)));
-}
 
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads) masked_weight_kernel(const scalar_t* __restrict__ weight,
@@ -55,7 +48,7 @@ Tensor masked_weight_cuda(const Tensor& weight, const Tensor& mask) {
   const int64_t n = w.numel();
   if (n == 0) return out;
   const cudaStream_t stream = current_stream(w);
-  const unsigned int blocks = grid_size(n, multiprocessor_count(w));
+  const unsigned int blocks = grid_size(n, kThreads, multiprocessor_count(w));
   dispatch_floating(w.scalar_type(), [&](auto tag) {
     using scalar_t = typename decltype(tag)::type;
     masked_weight_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
@@ -76,7 +69,7 @@ std::tuple<Tensor, Tensor> masked_weight_backward_cuda(const Tensor& grad, const
   const int64_t n = w.numel();
   if (n == 0) return {grad_weight, grad_mask};
   const cudaStream_t stream = current_stream(w);
-  const unsigned int blocks = grid_size(n, multiprocessor_count(w));
+  const unsigned int blocks = grid_size(n, kThreads, multiprocessor_count(w));
   dispatch_floating(w.scalar_type(), [&](auto tag) {
     using scalar_t = typename decltype(tag)::type;
     masked_weight_backward_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(

@@ -25,12 +25,6 @@ constexpr int kThreads = 256;               // a power of two (tree reduction)
 constexpr int64_t kSliceElements = 1 << 15;  // elements of one channel per backward block, at least
 constexpr int64_t kMaxSlices = 64;
 
-unsigned int grid_size(int64_t n, int64_t sm_count) {
-  const int64_t wanted = (n + kThreads - 1) / kThreads;
-  const int64_t cap = sm_count * 8;
-  return static_cast<unsigned int>(std::max<int64_t>(1, std::min(wanted, cap)));
-}
-
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads) unit_mask_kernel(const scalar_t* __restrict__ input,
                                                               const scalar_t* __restrict__ mask,
@@ -99,8 +93,8 @@ __global__ void __launch_bounds__(kThreads) unit_mask_backward_kernel(
       const opmath_t g = grad[index];
       const opmath_t x = input[index];
       const bool open = passes<opmath_t>(x, mc, relu);
-      grad_input[index] = static_cast<scalar_t>(open ? g * mc : opmath_t(0));
-      sum += open ? g * x : opmath_t(0);
+      grad_input[index] = static_cast<scalar_t>(keep_if(open, g * mc));
+      sum += keep_if(open, g * x);
       n += step_n;
       s += step_s;
       if (s >= spatial) {
@@ -140,7 +134,7 @@ Tensor unit_mask_cuda(const Tensor& input, const Tensor& mask, bool relu) {
   const int64_t n = x.numel();
   if (n == 0) return out;
   const cudaStream_t stream = current_stream(x);
-  const unsigned int blocks = grid_size(n, multiprocessor_count(x));
+  const unsigned int blocks = grid_size(n, kThreads, multiprocessor_count(x));
   dispatch_floating(x.scalar_type(), [&](auto tag) {
     using scalar_t = typename decltype(tag)::type;
     unit_mask_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
@@ -171,7 +165,7 @@ std::tuple<Tensor, Tensor> unit_mask_backward_cuda(const Tensor& grad, const Ten
   const int64_t channel_blocks = std::min<int64_t>(channels, std::numeric_limits<int32_t>::max());
   const dim3 grid(static_cast<unsigned int>(channel_blocks), static_cast<unsigned int>(slices));
   const cudaStream_t stream = current_stream(x);
-  const unsigned int sum_blocks = grid_size(channels, multiprocessor_count(x));
+  const unsigned int sum_blocks = grid_size(channels, kThreads, multiprocessor_count(x));
   dispatch_floating(x.scalar_type(), [&](auto tag) {
     using scalar_t = typename decltype(tag)::type;
     using opmath_t = opmath_type<scalar_t>;
