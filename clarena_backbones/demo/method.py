@@ -45,7 +45,8 @@ class Method:
         self.optimizer.zero_grad()
         loss = self.loss(x, y, batch_idx, num_batches)
         loss.backward()
-        # Protection acts on the gradients before the optimizer sees them (spec 6.1, 6.4).
+        # Protection acts on the gradients before the optimizer sees them, as in CLArena's
+        # clarena/cl_algorithms/hat.py and wsn.py.
         self.adjust_gradients(batch_idx, num_batches)
         self.optimizer.step()
         return loss.item()
