@@ -17,11 +17,11 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
+import timing
 import workloads as wl
 
 FLOAT_BYTES = torch.finfo(wl.DTYPE).bits // 8
@@ -68,18 +68,16 @@ def traffic_bytes(group: str, workload: wl.Workload) -> int | None:
 
 def median_seconds(workload: wl.Workload, device: torch.device, rounds: int, warmup: int) -> float:
     def timed() -> float:
+        if device.type != "cuda":
+            return timing.timed_call(workload)
         if workload.setup is not None:
             workload.setup()
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            workload.fn()
-            end.record()
-            end.synchronize()
-            return start.elapsed_time(end) / 1e3
-        began = time.perf_counter()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
         workload.fn()
-        return time.perf_counter() - began
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3
 
     with workload.path():
         for _ in range(warmup):

@@ -224,8 +224,8 @@ class ResNetBase(SharedBatchNorm, Backbone):
             self._live_bns = (self.conv_bn1,)
         if self.activation:
             self.conv_activation1 = activation_layer()
-        block_arguments = {"batch_normalization": batch_normalization, **(block_arguments or {})}
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        block_arguments = {"batch_normalization": batch_normalization, **(block_arguments or {})}
         for stage, (name, stride) in enumerate(zip(STAGE_NAMES, STAGE_STRIDES)):
             blocks = self._multiple_blocks(
                 name,
