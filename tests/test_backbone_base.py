@@ -88,6 +88,18 @@ def test_get_layer_by_name_is_cached_and_rebuilt_on_miss(monkeypatch):
     assert backbone.get_layer_by_name("extra") is backbone.extra
 
 
+def test_named_weighted_layers_pairs_each_name_with_its_module_and_follows_reassignment():
+    backbone = B.HATMaskResNet18(input_channels=3, output_dim=512, gate="sigmoid")
+    pairs = backbone.named_weighted_layers()
+    assert [name for name, _ in pairs] == backbone.weighted_layer_names
+    assert all(module is backbone.get_layer_by_name(name) for name, module in pairs)
+    assert any(name.endswith("identity_downsample") for name, _ in pairs)  # the shortcut convs too
+    mlp = B.MLP(**MLP_ARGS)
+    assert [module for _, module in mlp.named_weighted_layers()] == list(mlp.fc)  # now cached
+    mlp.fc = nn.ModuleList(nn.Linear(layer.in_features, layer.out_features) for layer in mlp.fc)
+    assert [module for _, module in mlp.named_weighted_layers()] == list(mlp.fc)
+
+
 def test_block_names_resolve_from_the_outer_backbone():
     backbone = B.HATMaskResNet18(3, 512, "sigmoid")
     block = backbone.conv3x[0]
