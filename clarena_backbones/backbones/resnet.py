@@ -168,7 +168,9 @@ class ResNetFamily:
 
     basic_block: type[_ResNetBlock]  # ResNet-18/34
     bottleneck_block: type[_ResNetBlock]  # ResNet-50/101/152
-    pretrained_batch_norm: bool  # whether torchvision's BatchNorm entries load with its conv weights
+    # whether torchvision's BatchNorm entries load with its conv weights; None: the family takes
+    # no `pretrained_weights`
+    pretrained_batch_norm: bool | None
 
     def block(self, bottleneck: bool) -> type[_ResNetBlock]:
         return self.bottleneck_block if bottleneck else self.basic_block

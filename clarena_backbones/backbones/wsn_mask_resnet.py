@@ -12,12 +12,21 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from clarena_backbones.backbones.arguments import batch_normalization_argument
-from clarena_backbones.backbones.resnet import ConvCall, ResNetBase, ResNetBlockLarge, ResNetBlockSmall, depth_variants
+from clarena_backbones.backbones.resnet import (
+    ConvCall,
+    ResNetBase,
+    ResNetBlockLarge,
+    ResNetBlockSmall,
+    ResNetFamily,
+    depth_variants,
+)
 from clarena_backbones.backbones.wsn_mask_backbone import WSNMaskBackbone
 
 
 class WSNMaskResNetBase(WSNMaskBackbone, ResNetBase):
     """A ResNet whose weighted convs are masked by WSN. BatchNorm, off by default, is shared by all tasks."""
+
+    family = ResNetFamily(ResNetBlockSmall, ResNetBlockLarge, pretrained_batch_norm=None)
 
     def __init__(
         self,
