@@ -1,6 +1,6 @@
 """AmnesiacHAT ResNets: HAT-masked ResNets that train backup ResNets alongside."""
 
-from typing import Any, ClassVar
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -12,7 +12,7 @@ from clarena_backbones.backbones.hat_mask_resnet import (
     HATMaskResNetBlockLarge,
     HATMaskResNetBlockSmall,
 )
-from clarena_backbones.backbones.resnet import ResNetBase, _ResNetBlock, depth_variants
+from clarena_backbones.backbones.resnet import ResNetBase, _ResNetBlock, depth_variant, depth_variants
 
 
 class AmnesiacHATResNetBase(AmnesiacHATBackbone, HATMaskResNetBase):
@@ -139,36 +139,7 @@ def _routed(
     return route(backup_mask, backup_out, main_out)
 
 
-class AmnesiacHATResNetVariant(AmnesiacHATResNetBase):
-    """An AmnesiacHAT ResNet of the class's `depth`."""
-
-    depth: ClassVar[int]
-
-    def __init__(
-        self,
-        input_channels: int,
-        output_dim: int,
-        gate: str,
-        activation_layer: type[nn.Module] | None = nn.ReLU,
-        batch_normalization: str | None = None,
-        bias: bool = False,
-        pretrained_weights: str | None = None,
-        disable_unlearning: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        """`pretrained_weights`: torchvision weights name, ResNet-18 only (conv weights, no BN)."""
-        super().__init__(
-            input_channels=input_channels,
-            output_dim=output_dim,
-            gate=gate,
-            activation_layer=activation_layer,
-            batch_normalization=batch_normalization,
-            bias=bias,
-            disable_unlearning=disable_unlearning,
-            **self.family.architecture(self.depth),
-            **kwargs,
-        )
-        self.family.load_pretrained(self, self.depth, pretrained_weights)
+AmnesiacHATResNetVariant = depth_variant(AmnesiacHATResNetBase, "An AmnesiacHAT ResNet of the class's `depth`.")
 
 
 (

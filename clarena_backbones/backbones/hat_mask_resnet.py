@@ -12,7 +12,7 @@ CLArena it was neither masked nor adjusted, and a later task overwrote it). It r
 input, so its preceding layer is that of the block's first conv.
 """
 
-from typing import Any, ClassVar
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -26,6 +26,7 @@ from clarena_backbones.backbones.resnet import (
     ResNetBlockLarge,
     ResNetBlockSmall,
     ResNetFamily,
+    depth_variant,
     depth_variants,
 )
 
@@ -213,34 +214,7 @@ def _add_shortcut_embeddings(module: HATMaskBackbone, state_dict: dict, prefix: 
             state_dict[head + shortcut + ".weight"] = state_dict[head + source + ".weight"].clone()
 
 
-class HATMaskResNetVariant(HATMaskResNetBase):
-    """A HAT-masked ResNet of the class's `depth`."""
-
-    depth: ClassVar[int]
-
-    def __init__(
-        self,
-        input_channels: int,
-        output_dim: int,
-        gate: str,
-        activation_layer: type[nn.Module] | None = nn.ReLU,
-        batch_normalization: str | None = None,
-        bias: bool = False,
-        pretrained_weights: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """`pretrained_weights`: torchvision weights name, ResNet-18 only (conv weights, no BN)."""
-        super().__init__(
-            input_channels=input_channels,
-            output_dim=output_dim,
-            gate=gate,
-            activation_layer=activation_layer,
-            batch_normalization=batch_normalization,
-            bias=bias,
-            **self.family.architecture(self.depth),
-            **kwargs,
-        )
-        self.family.load_pretrained(self, self.depth, pretrained_weights)
+HATMaskResNetVariant = depth_variant(HATMaskResNetBase, "A HAT-masked ResNet of the class's `depth`.")
 
 
 HATMaskResNet18, HATMaskResNet34, HATMaskResNet50, HATMaskResNet101, HATMaskResNet152 = depth_variants(

@@ -6,6 +6,7 @@ The layout is CLArena's: an ImageNet stem (7x7 stride-2 conv, 3x3 max-pool), fou
 global average pooling and no fully connected layer.
 """
 
+import inspect
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -358,32 +359,51 @@ def load_pretrained(backbone: nn.Module, depth: int, pretrained_weights: str | N
     backbone.load_state_dict(converted, strict=False)
 
 
-class ResNetVariant(ResNetBase):
-    """A ResNet of the class's `depth` (18, 34, 50, 101 or 152)."""
+# ResNetBase arguments a depth variant's `depth` gives
+ARCHITECTURE_ARGUMENTS = (
+    "building_block_type",
+    "building_block_nums",
+    "building_block_preceding_output_channels",
+    "building_block_input_channels",
+)
 
-    depth: ClassVar[int]
 
-    def __init__(
-        self,
-        input_channels: int,
-        output_dim: int,
-        activation_layer: type[nn.Module] | None = nn.ReLU,
-        batch_normalization: bool = True,
-        bias: bool = False,
-        pretrained_weights: str | None = None,
-        **kwargs: Any,
-    ) -> None:
+def depth_variant(base: type[ResNetBase], doc: str) -> type[ResNetBase]:
+    """The class `<base without Base>Variant` of `base`'s ResNets of a fixed depth (the class's `depth`).
+
+    Its constructor takes `base`'s arguments, in `base`'s order, without the architecture ones its
+    depth gives and without keyword-only construction details; a family with torchvision weights
+    also takes `pretrained_weights` after `bias`, where CLArena has it. Built from `base`'s
+    signature, so a family states its arguments once; `inspect.signature` shows the result.
+    """
+    parameters = []
+    for parameter in inspect.signature(base.__init__).parameters.values():
+        if parameter.name in ARCHITECTURE_ARGUMENTS or parameter.kind is inspect.Parameter.KEYWORD_ONLY:
+            continue
+        parameters.append(parameter)
+        if parameter.name == "bias" and base.family.pretrained_batch_norm is not None:
+            parameters.append(
+                inspect.Parameter(
+                    "pretrained_weights", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=str | None
+                )
+            )
+    signature = inspect.Signature(parameters, return_annotation=None)
+    var_keyword = next(p.name for p in parameters if p.kind is inspect.Parameter.VAR_KEYWORD)
+
+    def __init__(self: ResNetBase, *args: Any, **kwargs: Any) -> None:
         """`pretrained_weights`: torchvision weights name, ResNet-18 only."""
-        super().__init__(
-            input_channels=input_channels,
-            output_dim=output_dim,
-            activation_layer=activation_layer,
-            batch_normalization=batch_normalization,
-            bias=bias,
-            **self.family.architecture(self.depth),
-            **kwargs,
-        )
+        arguments = signature.bind(self, *args, **kwargs).arguments
+        del arguments["self"]
+        extra = arguments.pop(var_keyword, {})
+        pretrained_weights = arguments.pop("pretrained_weights", None)
+        super(variant, self).__init__(**arguments, **self.family.architecture(self.depth), **extra)
         self.family.load_pretrained(self, self.depth, pretrained_weights)
+
+    __init__.__signature__ = signature  # type: ignore[attr-defined]
+    name = base.__name__.removesuffix("Base") + "Variant"
+    variant = type(name, (base,), {"__init__": __init__, "__doc__": doc, "__module__": base.__module__})
+    __init__.__qualname__ = f"{name}.__init__"
+    return variant
 
 
 def depth_variants(
@@ -410,6 +430,7 @@ def depth_variants(
     )
 
 
+ResNetVariant = depth_variant(ResNetBase, "A ResNet of the class's `depth` (18, 34, 50, 101 or 152).")
 ResNet18, ResNet34, ResNet50, ResNet101, ResNet152 = depth_variants(
     "ResNet", "ResNet-{depth}.", __name__, lambda depth: (ResNetVariant,)
 )

@@ -7,7 +7,7 @@ score has the weight's shape, so CLArena's WSN algorithm (`gate_fn.apply(score.w
 `grad *= 1 - mask`) drives these backbones unchanged.
 """
 
-from typing import Any, ClassVar
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -18,6 +18,7 @@ from clarena_backbones.backbones.resnet import (
     ResNetBlockLarge,
     ResNetBlockSmall,
     ResNetFamily,
+    depth_variant,
     depth_variants,
 )
 from clarena_backbones.backbones.wsn_mask_backbone import WSNMaskBackbone
@@ -68,29 +69,7 @@ class WSNMaskResNetBase(WSNMaskBackbone, ResNetBase):
         return self._forward_resnet(input, stage, conv_call=layer_call)
 
 
-class WSNMaskResNetVariant(WSNMaskResNetBase):
-    """A WSN-masked ResNet of the class's `depth`."""
-
-    depth: ClassVar[int]
-
-    def __init__(
-        self,
-        input_channels: int,
-        output_dim: int,
-        activation_layer: type[nn.Module] | None = nn.ReLU,
-        batch_normalization: bool = False,
-        bias: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            input_channels=input_channels,
-            output_dim=output_dim,
-            activation_layer=activation_layer,
-            batch_normalization=batch_normalization,
-            bias=bias,
-            **self.family.architecture(self.depth),
-            **kwargs,
-        )
+WSNMaskResNetVariant = depth_variant(WSNMaskResNetBase, "A WSN-masked ResNet of the class's `depth`.")
 
 
 WSNMaskResNet18, WSNMaskResNet34, WSNMaskResNet50, WSNMaskResNet101, WSNMaskResNet152 = depth_variants(
