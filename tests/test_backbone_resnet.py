@@ -1,5 +1,6 @@
 """Plain and CL ResNets: CLArena's architecture, state_dict keys, forward, pretrained-weight mapping."""
 
+import inspect
 import sys
 import types
 
@@ -163,3 +164,34 @@ def test_pretrained_weights_need_torchvision_and_resnet18(monkeypatch):
         B.ResNet18(3, 512, pretrained_weights="IMAGENET1K_V1")
     with pytest.warns(UserWarning, match="ResNet-18 only"):
         B.CLResNet34(3, 512, pretrained_weights="IMAGENET1K_V1")
+
+
+# CLArena's constructor arguments of each ResNet family's depth variants, in order
+VARIANT_ARGUMENTS = {
+    "ResNet": ["input_channels", "output_dim", "activation_layer", "batch_normalization", "bias", "pretrained_weights"],
+    "CLResNet": ["input_channels", "output_dim", "activation_layer", "batch_normalization", "bias", "pretrained_weights"],
+    "HATMaskResNet": [
+        "input_channels", "output_dim", "gate", "activation_layer", "batch_normalization", "bias", "pretrained_weights",
+    ],
+    "AmnesiacHATResNet": [
+        "input_channels", "output_dim", "gate", "activation_layer", "batch_normalization", "bias",
+        "pretrained_weights", "disable_unlearning",
+    ],
+    "WSNMaskResNet": ["input_channels", "output_dim", "activation_layer", "batch_normalization", "bias"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("family", sorted(VARIANT_ARGUMENTS))
+@pytest.mark.parametrize("depth", [18, 152])
+def test_depth_variants_take_their_family_arguments_in_order(family, depth):
+    parameters = inspect.signature(getattr(B, f"{family}{depth}")).parameters
+    assert list(parameters)[:-1] == VARIANT_ARGUMENTS[family]
+    assert list(parameters)[-1] == "kwargs"
+
+
+def test_depth_variants_bind_positional_arguments_by_name():
+    backbone = B.AmnesiacHATResNet18(3, 512, "sigmoid", None, "shared", True, None, True)
+    assert backbone.gate == "sigmoid" and not backbone.activation and backbone.batch_normalization == "shared"
+    assert backbone.conv1.bias is not None and backbone.disable_unlearning
+    with pytest.raises(TypeError, match="gate"):
+        B.HATMaskResNet18(3, 512)
