@@ -69,9 +69,9 @@ def foreach_scale_grad_by_measure_(
 ) -> None:
     """`scale_grad_by_measure_` over lists of layers (`r` one float or one per gradient).
 
-    Natively this is one kernel over all layers' rows (one launch on a GPU): the per-call cost,
-    not the arithmetic, dominates small layers. All gradients share one dtype and device; an
-    error names the failing entry (`grads[2]`, `b[2]`, ...).
+    Natively this is one kernel over all layers' rows (on a GPU, one launch per 40 layers): the
+    per-call cost, not the arithmetic, dominates small layers. All gradients share one dtype and
+    device; an error names the failing entry (`grads[2]`, `b[2]`, ...).
     """
     checks.check_choice("aggregation", aggregation, AGGREGATIONS)
     checks.check_choice("rate", rate, RATES)
