@@ -63,6 +63,7 @@ class HATMaskBackbone(CLBackbone):
         # True for blocks inside a larger HAT backbone, whose root saves and loads the masks.
         self._masks_saved_by_parent = False
         self._embedding_cache: tuple[Any, list[nn.Embedding]] | None = None
+        self._adjustment_cache: tuple[list[tuple[str, nn.Module]], list[tuple[str, str | None, nn.Module]]] | None = None
         self._ones_cache: dict[Any, Tensor] = {}
         state_hooks.install(self)
 
@@ -216,20 +217,28 @@ class HATMaskBackbone(CLBackbone):
         """
         check_choice("aggregation_mode", aggregation_mode, AGGREGATION_MODES)
         check_choice("mode", mode, ADJUSTMENT_RATES)
-        grads, a, b, rates = [], [], [], []
-        for name, layer in self.named_weighted_layers():
-            measure = neuron_wise_measure[name]
-            preceding_name = self.preceding_layer_name(name)
-            preceding = None if preceding_name is None else neuron_wise_measure[preceding_name]
-            layer_r = r[name] if isinstance(r, Mapping) else r
-            for parameter, with_preceding in ((layer.weight, True), (layer.bias, False)):
+        grads, a, b = [], [], []
+        rates = [] if isinstance(r, Mapping) else None if r is None else float(r)
+        for name, preceding_name, layer in self._adjustment_layers():
+            measure = neuron_wise_measure[name].to(layer.weight)
+            preceding = None if preceding_name is None else neuron_wise_measure[preceding_name].to(layer.weight)
+            for parameter, parameter_b in ((layer.weight, preceding), (layer.bias, None)):
                 if parameter is None or parameter.grad is None:
                     continue
                 grads.append(parameter.grad)
-                a.append(measure.to(parameter.grad))
-                b.append(preceding.to(parameter.grad) if with_preceding and preceding is not None else None)
-                rates.append(None if layer_r is None else float(layer_r))
+                a.append(measure)
+                b.append(parameter_b)
+                if isinstance(r, Mapping):
+                    rates.append(float(r[name]))
         foreach_scale_grad_by_measure_(grads, a, b, aggregation_mode, mode, alpha, rates)
+
+    def _adjustment_layers(self) -> list[tuple[str, str | None, nn.Module]]:
+        """(name, preceding layer's name, layer) of every weighted layer (cached with the layers)."""
+        layers = self.named_weighted_layers()
+        cache = self._adjustment_cache
+        if cache is None or cache[0] is not layers:
+            cache = self._adjustment_cache = (layers, [(n, self.preceding_layer_name(n), l) for n, l in layers])
+        return cache[1]
 
     # ---------------------------------------------------------------------- state_dict hooks
     def _stored_mask_state(self) -> dict[str, Tensor]:

@@ -69,8 +69,9 @@ def foreach_scale_grad_by_measure_(
 ) -> None:
     """`scale_grad_by_measure_` over lists of layers (`r` one float or one per gradient).
 
-    Natively this is one call for a whole backbone (the per-call cost, not the arithmetic,
-    dominates small layers); every entry is checked, and an error names the failing argument.
+    Natively this is one kernel over all layers' rows (on a GPU, one launch per 40 layers): the
+    per-call cost, not the arithmetic, dominates small layers. All gradients share one dtype and
+    device; an error names the failing entry (`grads[2]`, `b[2]`, ...).
     """
     checks.check_choice("aggregation", aggregation, AGGREGATION_MODES)
     checks.check_choice("rate", rate, ADJUSTMENT_RATES)
@@ -83,18 +84,47 @@ def foreach_scale_grad_by_measure_(
     if rate == "adahat" and not all(value > 0 for value in r_floats):
         raise ValueError(f"clarena: `r` must be positive for the 'adahat' rate, got {r}")
     if count and native.runs_native(grads[0]):
-        # The kernel checks every entry, but a native kernel cannot raise TypeError: dtypes are checked here.
-        for grad, a_i, b_i in zip(grads, a, b):
-            checks.check_floating("grad", grad)
-            checks.check_like("a", a_i, "grad", grad)
-            if b_i is not None:
-                checks.check_like("b", b_i, "a", a_i)
-        torch.ops.clarena.foreach_scale_grad_by_measure_(list(grads), list(a), list(b), aggregation, rate, alpha_value, r_floats)
+        # The kernel checks every entry before it scales any; on a refusal the checks below name the
+        # same argument, with TypeError for a wrong dtype (a native kernel raises only ValueError).
+        try:
+            torch.ops.clarena.foreach_scale_grad_by_measure_(list(grads), list(a), list(b), aggregation, rate, alpha_value, r_floats)
+        except ValueError:
+            _check_foreach_args(grads, a, b)
+            raise
         return
-    if not len(a) == len(b) == count:
-        raise ValueError(f"clarena: `grads`, `a` and `b` must have one entry per gradient, got {count}, {len(a)} and {len(b)}")
+    _check_foreach_args(grads, a, b)
     for grad, a_i, b_i, r_i in zip(grads, a, b, r_floats):
-        scale_grad_by_measure_(grad, a_i, b_i, aggregation, rate, alpha_value, r_i)
+        reference.scale_grad_by_measure_(grad, a_i, b_i, aggregation, rate, alpha_value, r_i)
+
+
+def _check_foreach_args(grads: Sequence[torch.Tensor], a: Sequence[torch.Tensor], b: Sequence[torch.Tensor | None]) -> None:
+    """The list op's checks, with the native kernel's messages: every gradient of `grads[0]`'s dtype and
+    device, each with its unit measures (`a[i]` of length out, `b[i]` of length in)."""
+    if not len(a) == len(b) == len(grads):
+        raise ValueError(
+            f"clarena: `grads`, `a`, `b` and `r` must have one entry per gradient, got {len(grads)}, {len(a)}, {len(b)} and {len(grads)}"
+        )
+    for index, (grad, a_i, b_i) in enumerate(zip(grads, a, b)):
+        grad_name, a_name, b_name = f"grads[{index}]", f"a[{index}]", f"b[{index}]"
+        checks.check_floating(grad_name, grad)
+        if index:
+            checks.check_like(grad_name, grad, "grads[0]", grads[0])
+        checks.check_like(a_name, a_i, grad_name, grad)
+        if grad.dim() == 0:
+            raise ValueError("clarena: the weight shape must have at least one dimension")
+        _check_vector(a_name, a_i, grad.shape[0])
+        if b_i is not None:
+            if grad.dim() < 2:
+                raise ValueError(
+                    f"clarena: `{b_name}` is given, so the weight shape must have at least two dimensions (out, in, ...), got {list(grad.shape)}"
+                )
+            checks.check_like(b_name, b_i, a_name, a_i)
+            _check_vector(b_name, b_i, grad.shape[1])
+
+
+def _check_vector(name: str, tensor: torch.Tensor, length: int) -> None:
+    if tensor.dim() != 1 or tensor.size(0) != length:
+        raise ValueError(f"clarena: `{name}` must be a 1-D tensor of length {length}, got shape {list(tensor.shape)}")
 
 
 def _check_scalar(name: str, value: float | None, needed: bool) -> float:
@@ -136,5 +166,4 @@ if native.native_available():
 
     @torch.library.register_fake("clarena::foreach_scale_grad_by_measure_")
     def _foreach_scale_grad_by_measure_fake(grads, a, b, aggregation, rate, alpha, r):
-        for grad, a_i, b_i in zip(grads, a, b, strict=True):
-            _check_args(grad, a_i, b_i, grad.shape)
+        _check_foreach_args(grads, a, b)

@@ -2,9 +2,9 @@
 
 A HAT backbone gates each layer's units with `sigmoid(s * e)` of that layer's task embedding `e`,
 and HAT compensates the embeddings' gradients for the annealed scale `s` (Serra et al., 2018,
-Sec. 2.5). Done layer by layer this is a handful of tiny ops per layer; here the embeddings are
-concatenated once, the arithmetic runs once over all units, and the result is split back (views)
-or applied with one multi-tensor `torch._foreach_mul_`, so the op count no longer grows with the
+Sec. 2.5). Done layer by layer this is a handful of tiny ops per layer; here the gate concatenates
+the embeddings once, runs its arithmetic once over all units and splits the result back (views),
+and the compensation is one native op over all layers, so the op count no longer grows with the
 number of layers (on a GPU, each op is a kernel launch).
 """
 
@@ -40,27 +40,34 @@ def foreach_compensate_embedding_grad_(
 
     `grad *= s_max / scale * (cosh(clamp(scale * e, -clamp_threshold, clamp_threshold)) + 1) /
     (cosh(e) + 1)` for each embedding `e` and its gradient, with CLArena's order of operations
-    (CLArena's clarena/cl_algorithms/hat.py, `compensate_task_embedding_gradients`).
+    (CLArena's clarena/cl_algorithms/hat.py, `compensate_task_embedding_gradients`). Natively one
+    kernel call for all layers.
     """
+    scale = _check_real("scale", scale)
+    s_max = _check_real("s_max", s_max)
+    clamp_threshold = _check_real("clamp_threshold", clamp_threshold)
+    if embeddings and native.runs_native(embeddings[0]):
+        # The kernel checks every entry before it scales any; on a refusal the checks below name the
+        # same argument, with TypeError for a wrong dtype (a native kernel raises only ValueError).
+        try:
+            torch.ops.clarena.foreach_compensate_embedding_grad_(list(embeddings), list(grads), scale, s_max, clamp_threshold)
+        except ValueError:
+            _check_compensation_args(embeddings, grads, scale)
+            raise
+        return
+    _check_compensation_args(embeddings, grads, scale)
+    reference.foreach_compensate_embedding_grad_(embeddings, grads, scale, s_max, clamp_threshold)
+
+
+def _check_compensation_args(embeddings: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], scale: float) -> None:
     _check_embeddings(embeddings)
     if len(grads) != len(embeddings):
         raise ValueError(f"clarena: `grads` must have one entry per embedding ({len(embeddings)}), got {len(grads)}")
     for index, (embedding, grad) in enumerate(zip(embeddings, grads)):
         checks.check_like(f"grads[{index}]", grad, f"embeddings[{index}]", embedding)
         checks.check_shape(f"grads[{index}]", grad, embedding.shape, "its embedding")
-    scale = _check_real("scale", scale)
-    s_max = _check_real("s_max", s_max)
-    clamp_threshold = _check_real("clamp_threshold", clamp_threshold)
     if scale == 0:
         raise ValueError("clarena: `scale` must be non-zero (the compensation divides by it)")
-    if native.reference_forced() or not embeddings:
-        reference.foreach_compensate_embedding_grad_(embeddings, grads, scale, s_max, clamp_threshold)
-        return
-    flat = torch.cat([embedding.detach().reshape(-1) for embedding in embeddings])
-    factor = torch.cosh(torch.clamp(scale * flat, -clamp_threshold, clamp_threshold)).add_(1)
-    factor.mul_(s_max / scale).div_(torch.cosh(flat).add_(1))
-    pieces = factor.split([embedding.numel() for embedding in embeddings])
-    torch._foreach_mul_(list(grads), [piece.view(grad.shape) for piece, grad in zip(pieces, grads)])
 
 
 def _check_embeddings(embeddings: Sequence[torch.Tensor]) -> None:
@@ -76,3 +83,10 @@ def _check_real(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"clarena: `{name}` must be a float, got {type(value).__name__}")
     return float(value)
+
+
+if native.native_available():
+
+    @torch.library.register_fake("clarena::foreach_compensate_embedding_grad_")
+    def _foreach_compensate_embedding_grad_fake(embeddings, grads, scale, s_max, clamp_threshold):
+        _check_compensation_args(embeddings, grads, scale)

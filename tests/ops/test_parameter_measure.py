@@ -203,11 +203,11 @@ def test_foreach_equals_one_call_per_layer_on_both_paths(device, aggregation, ra
     "kwargs, error, pattern",
     [
         (dict(a=[torch.rand(3)], b=[None, None]), ValueError, "one entry per gradient"),
-        (dict(a=[torch.rand(4)], b=[None]), ValueError, "`a` must"),
-        (dict(a=[torch.rand(3)], b=[torch.rand(4)]), ValueError, "`b` must"),
+        (dict(a=[torch.rand(4)], b=[None]), ValueError, r"`a\[0\]` must"),
+        (dict(a=[torch.rand(3)], b=[torch.rand(4)]), ValueError, r"`b\[0\]` must"),
         (dict(a=[torch.rand(3)], b=[None], rate="adahat", r=[0.1, 0.2]), ValueError, "`r` must have one entry per gradient"),
         (dict(a=[torch.rand(3)], b=[None], rate="adahat", r=0.0), ValueError, "`r` must be positive"),
-        (dict(a=[torch.rand(3).double()], b=[None]), TypeError, "`a` must have the dtype"),
+        (dict(a=[torch.rand(3).double()], b=[None]), TypeError, r"`a\[0\]` must have the dtype"),
     ],
 )
 def test_foreach_bad_input_is_refused_with_the_argument_named(kwargs, error, pattern):

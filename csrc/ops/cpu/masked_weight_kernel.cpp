@@ -1,4 +1,4 @@
-// CPU kernels of clarena::masked_weight: parallel, vectorisable elementwise loops.
+// CPU kernels of clarena::masked_weight: parallel elementwise loops, vectorised for the CPU.
 #include <torch/csrc/stable/library.h>
 #include <torch/csrc/stable/ops.h>
 #include <torch/csrc/stable/tensor.h>
@@ -23,7 +23,7 @@ Tensor masked_weight_cpu(const Tensor& weight, const Tensor& mask) {
     const scalar_t* wp = w.const_data_ptr<scalar_t>();
     const scalar_t* mp = m.const_data_ptr<scalar_t>();
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
-    torch::stable::parallel_for(0, w.numel(), kGrainSize, [&](int64_t begin, int64_t end) {
+    parallel_rows(w.numel(), 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) op[i] = apply(wp[i], mp[i]);
     });
   });
@@ -44,7 +44,7 @@ std::tuple<Tensor, Tensor> masked_weight_backward_cpu(const Tensor& grad, const 
     const scalar_t* mp = m.const_data_ptr<scalar_t>();
     scalar_t* gw = grad_weight.mutable_data_ptr<scalar_t>();
     scalar_t* gm = grad_mask.mutable_data_ptr<scalar_t>();
-    torch::stable::parallel_for(0, w.numel(), kGrainSize, [&](int64_t begin, int64_t end) {
+    parallel_rows(w.numel(), 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) backward(gp[i], wp[i], mp[i], gw[i], gm[i]);
     });
   });

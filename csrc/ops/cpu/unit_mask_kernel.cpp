@@ -24,7 +24,7 @@ template <typename scalar_t>
 void forward_rows(const scalar_t* x, const scalar_t* m, scalar_t* out, Layout layout, bool relu) {
   using opmath_t = opmath_type<scalar_t>;
   if (layout.spatial == 1) {
-    torch::stable::parallel_for(0, layout.batch, grain_for(layout.channels), [&](int64_t begin, int64_t end) {
+    parallel_rows(layout.batch, layout.channels, [&](int64_t begin, int64_t end) {
       for (int64_t n = begin; n < end; ++n) {
         const scalar_t* xr = x + n * layout.channels;
         scalar_t* outr = out + n * layout.channels;
@@ -34,7 +34,7 @@ void forward_rows(const scalar_t* x, const scalar_t* m, scalar_t* out, Layout la
     });
     return;
   }
-  torch::stable::parallel_for(0, layout.batch * layout.channels, grain_for(layout.spatial), [&](int64_t begin, int64_t end) {
+  parallel_rows(layout.batch * layout.channels, layout.spatial, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const opmath_t mc = m[row % layout.channels];
       const int64_t base = row * layout.spatial;
@@ -101,7 +101,7 @@ void backward_matrix(const scalar_t* g, const scalar_t* x, const scalar_t* m, sc
   const int64_t channels = layout.channels;
   const int64_t blocks = (layout.batch + kBatchBlock - 1) / kBatchBlock;
   std::vector<opmath_t> partial(blocks * channels, opmath_t(0));
-  torch::stable::parallel_for(0, blocks, grain_for(kBatchBlock * channels), [&](int64_t begin, int64_t end) {
+  parallel_rows(blocks, kBatchBlock * channels, [&](int64_t begin, int64_t end) {
     for (int64_t block = begin; block < end; ++block) {
       const int64_t stop = std::min(layout.batch, (block + 1) * kBatchBlock);
       for (int64_t n = block * kBatchBlock; n < stop; ++n) {
@@ -122,7 +122,7 @@ template <typename scalar_t>
 void backward_channels(const scalar_t* g, const scalar_t* x, const scalar_t* m, scalar_t* gi, scalar_t* gm,
                        Layout layout, bool relu) {
   using opmath_t = opmath_type<scalar_t>;
-  torch::stable::parallel_for(0, layout.channels, grain_for(layout.batch * layout.spatial), [&](int64_t begin, int64_t end) {
+  parallel_rows(layout.channels, layout.batch * layout.spatial, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
       opmath_t sum = 0;
       for (int64_t n = 0; n < layout.batch; ++n) {

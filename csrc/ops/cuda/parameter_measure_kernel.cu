@@ -2,7 +2,8 @@
 // row_size (= cols x inner); a 2-D grid puts rows on y and each row's elements on x, so a thread
 // loads a_i once per row and tracks its input unit j by carrying (j, offset in j's block) from
 // one stride to the next instead of dividing. The in-place gradient scaling reads only the two
-// unit vectors and never builds the measure tensor.
+// unit vectors and never builds the measure tensor; it takes a table of layers, so a whole
+// backbone's gradients are scaled in one launch.
 #include <torch/csrc/stable/library.h>
 #include <torch/csrc/stable/ops.h>
 #include <torch/csrc/stable/tensor.h>
@@ -73,30 +74,53 @@ __global__ void __launch_bounds__(kThreads) fill_measure_kernel(const scalar_t* 
   }
 }
 
+// The gradients of one launch: up to kMaxSegments layers, passed by value as a kernel argument
+// (well under the 4 KiB every architecture accepts); longer lists take one launch per batch.
+constexpr int kMaxSegments = 40;
+
+template <typename scalar_t>
+struct Segment {
+  scalar_t* grad;
+  const scalar_t* a;
+  const scalar_t* b;  // null: the rate of a[i] alone
+  LayerShape layer;
+  opmath_type<scalar_t> r;
+  int64_t first_row;  // index of its first row among the launch's rows
+};
+
+template <typename scalar_t>
+struct SegmentTable {
+  Segment<scalar_t> segments[kMaxSegments];
+  int count;
+  int64_t rows;
+};
+
+// Rows of all segments on y (a thread finds a row's segment by a scan of the short table), each
+// row's elements on x.
 template <Aggregation A, Rate R, typename scalar_t>
-__global__ void __launch_bounds__(kThreads) scale_grad_kernel(scalar_t* __restrict__ grad,
-                                                               const scalar_t* __restrict__ a,
-                                                               const scalar_t* __restrict__ b, LayerShape layer,
-                                                               opmath_type<scalar_t> alpha,
-                                                               opmath_type<scalar_t> r) {
+__global__ void __launch_bounds__(kThreads) scale_grads_kernel(const SegmentTable<scalar_t> table,
+                                                                opmath_type<scalar_t> alpha) {
   using opmath_t = opmath_type<scalar_t>;
-  const int64_t row_size = layer.cols * layer.inner;
   const int64_t first_k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  const RowWalk origin(first_k, step, layer.inner);
-  for (int64_t i = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y; i < layer.rows;
-       i += static_cast<int64_t>(gridDim.y) * blockDim.y) {
-    scalar_t* row = grad + i * row_size;
-    const opmath_t ai = a[i];
-    if (b == nullptr) {
-      const opmath_t factor = rate<R, opmath_t>(ai, alpha, r);
+  int s = 0;
+  for (int64_t row = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y; row < table.rows;
+       row += static_cast<int64_t>(gridDim.y) * blockDim.y) {
+    while (s + 1 < table.count && row >= table.segments[s + 1].first_row) ++s;
+    const Segment<scalar_t>& seg = table.segments[s];
+    const int64_t i = row - seg.first_row;
+    const int64_t row_size = seg.layer.cols * seg.layer.inner;
+    scalar_t* out = seg.grad + i * row_size;
+    const opmath_t ai = seg.a[i];
+    if (seg.b == nullptr) {
+      const opmath_t factor = rate<R, opmath_t>(ai, alpha, seg.r);
       for (int64_t k = first_k; k < row_size; k += step)
-        row[k] = static_cast<scalar_t>(static_cast<opmath_t>(row[k]) * factor);
+        out[k] = static_cast<scalar_t>(static_cast<opmath_t>(out[k]) * factor);
       continue;
     }
-    for (RowWalk walk = origin; walk.k < row_size; walk.advance()) {
-      const opmath_t factor = rate<R, opmath_t>(aggregate<A, opmath_t>(ai, b[walk.j]), alpha, r);
-      row[walk.k] = static_cast<scalar_t>(static_cast<opmath_t>(row[walk.k]) * factor);
+    for (RowWalk walk(first_k, step, seg.layer.inner); walk.k < row_size; walk.advance()) {
+      const opmath_t factor = rate<R, opmath_t>(aggregate<A, opmath_t>(ai, seg.b[walk.j]), alpha, seg.r);
+      out[walk.k] = static_cast<scalar_t>(static_cast<opmath_t>(out[walk.k]) * factor);
     }
   }
 }
@@ -144,33 +168,68 @@ Tensor parameter_measure_cuda(const Tensor& a, const std::optional<Tensor>& b,
   return out;
 }
 
-void scale_grad_by_measure_cuda(Tensor grad, const Tensor& a, const std::optional<Tensor>& b,
-                                StringHandle aggregation_name, StringHandle rate_name, double alpha, double r) {
-  const std::string aggregation = take_string(aggregation_name);
-  const ScaleGradCall call = check_scale_grad_args(grad, a, b, aggregation, take_string(rate_name));
-  if (grad.numel() == 0) return;
-  const DeviceGuard device_guard(grad.get_device_index());
-  // A non-contiguous gradient is scaled in a contiguous copy, then written back.
-  Tensor target = grad.is_contiguous() ? grad : torch::stable::contiguous(grad);
-  const Tensor a_c = torch::stable::contiguous(a);
-  const std::optional<Tensor> b_c = b.has_value() ? std::optional(torch::stable::contiguous(*b)) : std::nullopt;
-  const Launch launch = launch_for(call.layer, multiprocessor_count(grad));
-  const cudaStream_t stream = current_stream(grad);
-  dispatch_floating(grad.scalar_type(), [&](auto tag) {
+// Scales grads[i] by the rate of measure (a[i], b[i]) with r[i]: one launch per kMaxSegments
+// gradients. A non-contiguous gradient is scaled in a contiguous copy, then written back.
+void scale_grads_cuda(const std::vector<Tensor>& grads, const std::vector<Tensor>& a,
+                      const std::vector<std::optional<Tensor>>& b, const std::vector<LayerShape>& layers,
+                      const RateArgs& args, const std::vector<double>& r) {
+  if (grads.empty()) return;
+  const DeviceGuard device_guard(grads[0].get_device_index());
+  const int64_t sm_count = multiprocessor_count(grads[0]);
+  const cudaStream_t stream = current_stream(grads[0]);
+  std::vector<Tensor> targets, a_c;
+  std::vector<std::optional<Tensor>> b_c;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    targets.push_back(grads[i].is_contiguous() ? grads[i] : torch::stable::contiguous(grads[i]));
+    a_c.push_back(torch::stable::contiguous(a[i]));
+    b_c.push_back(b[i].has_value() ? std::optional(torch::stable::contiguous(*b[i])) : std::nullopt);
+  }
+  dispatch_floating(grads[0].scalar_type(), [&](auto tag) {
     using scalar_t = typename decltype(tag)::type;
     using opmath_t = opmath_type<scalar_t>;
-    dispatch_aggregation(call.aggregation, [&](auto agg) {
-      dispatch_rate(call.rate, [&](auto rate_kind) {
-        scale_grad_kernel<decltype(agg)::value, decltype(rate_kind)::value, scalar_t>
-            <<<launch.grid, launch.block, 0, stream>>>(
-                target.mutable_data_ptr<scalar_t>(), a_c.const_data_ptr<scalar_t>(),
-                b_c ? b_c->const_data_ptr<scalar_t>() : nullptr, call.layer, static_cast<opmath_t>(alpha),
-                static_cast<opmath_t>(r));
-        CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
+    size_t next = 0;
+    while (next < grads.size()) {
+      SegmentTable<scalar_t> table{};
+      int64_t widest_row = 0;  // the longest row shapes the blocks
+      for (; next < grads.size() && table.count < kMaxSegments; ++next) {
+        const LayerShape& layer = layers[next];
+        if (layer.rows == 0 || layer.cols * layer.inner == 0) continue;
+        table.segments[table.count++] = {targets[next].mutable_data_ptr<scalar_t>(), a_c[next].const_data_ptr<scalar_t>(),
+                                         b_c[next] ? b_c[next]->const_data_ptr<scalar_t>() : nullptr, layer,
+                                         static_cast<opmath_t>(r[next]), table.rows};
+        table.rows += layer.rows;
+        widest_row = std::max(widest_row, layer.cols * layer.inner);
+      }
+      if (table.count == 0) continue;
+      const Launch launch = launch_for(LayerShape{table.rows, widest_row, 1}, sm_count);
+      dispatch_aggregation(args.aggregation, [&](auto agg) {
+        dispatch_rate(args.rate, [&](auto rate_kind) {
+          scale_grads_kernel<decltype(agg)::value, decltype(rate_kind)::value, scalar_t>
+              <<<launch.grid, launch.block, 0, stream>>>(table, static_cast<opmath_t>(args.alpha));
+          CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
+        });
       });
-    });
+    }
   });
-  if (target.get() != grad.get()) torch::stable::copy_(grad, target);
+  for (size_t i = 0; i < grads.size(); ++i) {
+    Tensor grad = grads[i];
+    if (targets[i].get() != grad.get()) torch::stable::copy_(grad, targets[i]);
+  }
+}
+
+void scale_grad_by_measure_cuda(Tensor grad, const Tensor& a, const std::optional<Tensor>& b,
+                                StringHandle aggregation, StringHandle rate, double alpha, double r) {
+  const RateArgs args = check_rate_args(take_string(aggregation), take_string(rate), alpha, {r}, false);
+  const LayerShape layer = check_grad_args(grad, a, b);
+  scale_grads_cuda({grad}, {a}, {b}, {layer}, args, {r});
+}
+
+void foreach_scale_grad_by_measure_cuda(const std::vector<Tensor>& grads, const std::vector<Tensor>& a,
+                                        const std::vector<std::optional<Tensor>>& b, StringHandle aggregation,
+                                        StringHandle rate, double alpha, const std::vector<double>& r) {
+  const RateArgs args = check_rate_args(take_string(aggregation), take_string(rate), alpha, r, true);
+  const std::vector<LayerShape> layers = check_foreach_args(grads, a, b, r);
+  scale_grads_cuda(grads, a, b, layers, args, r);
 }
 
 }  // namespace
@@ -178,6 +237,7 @@ void scale_grad_by_measure_cuda(Tensor grad, const Tensor& a, const std::optiona
 STABLE_TORCH_LIBRARY_IMPL(clarena, CUDA, m) {
   m.impl("parameter_measure", TORCH_BOX(&parameter_measure_cuda));
   m.impl("scale_grad_by_measure_", TORCH_BOX(&scale_grad_by_measure_cuda));
+  m.impl("foreach_scale_grad_by_measure_", TORCH_BOX(&foreach_scale_grad_by_measure_cuda));
 }
 
 }  // namespace clarena::parameter_measure
