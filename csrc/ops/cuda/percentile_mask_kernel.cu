@@ -23,6 +23,7 @@
 #include "common/cuda.h"
 #include "common/scalar.h"
 #include "ops/percentile_mask.h"
+#include "ops/percentile_mask_checks.h"
 
 namespace clarena::percentile_mask {
 namespace {
@@ -281,8 +282,7 @@ void percentile_mask_impl(const scalar_t* x, scalar_t* out, int64_t n, double ke
 }
 
 Tensor percentile_mask_cuda(const Tensor& score, double keep) {
-  CLARENA_CHECK_FLOAT_OR_DOUBLE(score);
-  if (!(keep > 0.0 && keep <= 1.0)) fail_argument("`keep` must be in (0, 1], got ", keep);
+  check_args(score, keep);
   const DeviceGuard device_guard(score.get_device_index());
   const Tensor input = torch::stable::contiguous(score);
   Tensor out = torch::stable::new_empty(input, input.sizes());
