@@ -289,7 +289,9 @@ void gate(const scalar_t* x, scalar_t* out, int64_t n, double keep, double* stat
       positions = std::move(scan.positions);
     }
   }
-  if (has_nan) {  // a NaN threshold, as torch.quantile gives: nothing is kept
+  // A NaN score makes the threshold NaN, as in torch.quantile; so does interpolating between
+  // infinities (-inf - -inf). Nothing is kept, so the provisional mask outside the band is wrong.
+  if (has_nan || std::isnan(selection->threshold)) {
     torch::stable::parallel_for(0, n, kGrainSize, [&](int64_t begin, int64_t end) {
       std::fill(out + begin, out + end, scalar_t(0));
     });
