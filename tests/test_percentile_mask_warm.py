@@ -121,6 +121,19 @@ def test_edge_values_warm_and_cold(dtype, keep):
         assert guessed or name == "infinities"
 
 
+@pytest.mark.parametrize("keep", [0.3, 0.9])
+def test_a_misleading_sample_falls_back_to_the_radix_bucket(keep):
+    # the cold gate samples runs of 64 neighbours at 1024 evenly spaced places; here every sampled
+    # score is an outlier, so the band from the sample misses the threshold
+    n = 1024 * 1000
+    score = torch.randn(n, dtype=torch.float64)
+    starts = torch.arange(1024) * (n // 1024)
+    score[(starts[:, None] + torch.arange(64)).flatten()] = 1e3
+    assert_exact([ops.percentile_mask(score, keep)], [score], keep)
+    state = percentile_masks_state(1)
+    assert_exact(percentile_masks([score], keep, state), [score], keep)
+
+
 def test_forgotten_thresholds_select_cold_again():
     score = torch.randn(5000)
     state = percentile_masks_state(1)

@@ -21,6 +21,7 @@
 #include <cmath>
 #include <limits>
 #include <optional>
+#include <stdexcept>
 #include <type_traits>
 #include <vector>
 
@@ -35,7 +36,10 @@ namespace {
 
 constexpr int64_t kChunk = 1 << 16;   // elements per parallel task (fixed: results do not depend on threads)
 constexpr int64_t kBlock = 512;       // elements per vectorisable step of the band pass
+constexpr int64_t kGroup = 16;        // elements per band count within a block
 constexpr int64_t kSmallLayer = 4096; // below this many scores the band is all of them
+constexpr int64_t kSample = 1 << 16;  // scores sampled for a cold band
+constexpr int64_t kSampleRun = 64;    // of which neighbours
 
 template <typename scalar_t>
 using Key = typename KeyOf<scalar_t>::type;
@@ -52,6 +56,7 @@ template <typename scalar_t>
 struct BandScan {
   int64_t below = 0;               // scores under the band
   std::vector<int64_t> positions;  // scores inside the band, in ascending order
+  std::vector<scalar_t> values;    // and their values (read again, they would be cache misses)
   bool has_nan = false;
   bool overflow = false;  // a chunk held more than `chunk_limit` scores of the band: `positions` is incomplete
 };
@@ -61,38 +66,52 @@ template <typename scalar_t>
 using Lane = std::conditional_t<sizeof(scalar_t) == 4, int32_t, int64_t>;
 
 // One block of the band pass, branch-free so that it vectorises: writes the provisional mask and
-// counts. Comparing values, not keys, keeps it vectorisable (SSE2 has no unsigned compares); the
-// order is the same since sort_key folds -0 into +0, which `>=` does too.
+// counts, the band's scores per group of kGroup. Comparing values, not keys, keeps it vectorisable
+// (SSE2 has no unsigned compares); the order is the same since sort_key folds -0 into +0, which
+// `>=` does too.
 template <typename scalar_t>
 struct BlockCounts {
   Lane<scalar_t> below = 0;
   Lane<scalar_t> inside = 0;
   Lane<scalar_t> nan = 0;
+  Lane<scalar_t> inside_group[kBlock / kGroup];
 };
 
 template <typename scalar_t>
 BlockCounts<scalar_t> scan_block(const scalar_t* __restrict x, scalar_t* __restrict out, int64_t length,
                                  scalar_t low, scalar_t high, scalar_t provisional) {
   BlockCounts<scalar_t> counts;
-  for (int64_t i = 0; i < length; ++i) {
-    const scalar_t value = x[i];
-    out[i] = mask_value(value, provisional);
-    counts.below += value < low;
-    counts.inside += (value >= low) & (value <= high);
-    counts.nan |= value != value;
-  }
+  const auto scan_group = [&](int64_t first, int64_t size) {
+    Lane<scalar_t> inside = 0;
+    for (int64_t i = first; i < first + size; ++i) {
+      const scalar_t value = x[i];
+      out[i] = mask_value(value, provisional);
+      counts.below += value < low;
+      inside += (value >= low) & (value <= high);
+      counts.nan |= value != value;
+    }
+    counts.inside_group[first / kGroup] = inside;
+    counts.inside += inside;
+  };
+  int64_t first = 0;
+  for (; first + kGroup <= length; first += kGroup) scan_group(first, kGroup);  // a constant trip count
+  if (first < length) scan_group(first, length - first);
   return counts;
 }
 
-// Writes the positions (from `first`) of the block's scores inside [low, high], and may write one
-// more entry after them; branch-free, as about every block has some and which ones is random.
+// Writes the positions (from `first`) and values of the block's scores inside [low, high], and
+// may write one more entry after them. Only groups that hold some are read, branch-free.
 template <typename scalar_t>
-void record_band(const scalar_t* __restrict x, int64_t length, scalar_t low, scalar_t high, int64_t first,
-                 int64_t* __restrict positions) {
+void record_band(const scalar_t* __restrict x, int64_t length, const BlockCounts<scalar_t>& counts, scalar_t low,
+                 scalar_t high, int64_t first, int64_t* __restrict positions, scalar_t* __restrict values) {
   int64_t count = 0;
-  for (int64_t i = 0; i < length; ++i) {
-    positions[count] = first + i;
-    count += (x[i] >= low) & (x[i] <= high);
+  for (int64_t group = 0; group * kGroup < length; ++group) {
+    if (counts.inside_group[group] == 0) continue;
+    for (int64_t i = group * kGroup; i < std::min(length, (group + 1) * kGroup); ++i) {
+      positions[count] = first + i;
+      values[count] = x[i];
+      count += (x[i] >= low) & (x[i] <= high);
+    }
   }
 }
 
@@ -119,8 +138,11 @@ BandScan<scalar_t> scan_band(const scalar_t* x, scalar_t* out, int64_t n, Band<s
         }
         const size_t recorded = part.positions.size();
         part.positions.resize(recorded + counts.inside + 1);  // record_band writes one past the last
-        record_band(x + start, length, band.low, band.high, start, part.positions.data() + recorded);
+        part.values.resize(recorded + counts.inside + 1);
+        record_band(x + start, length, counts, band.low, band.high, start, part.positions.data() + recorded,
+                    part.values.data() + recorded);
         part.positions.pop_back();
+        part.values.pop_back();
       }
     }
   });
@@ -128,9 +150,11 @@ BandScan<scalar_t> scan_band(const scalar_t* x, scalar_t* out, int64_t n, Band<s
   size_t total = 0;
   for (const auto& part : parts) total += part.positions.size();
   scan.positions.reserve(total);
+  scan.values.reserve(total);
   for (const auto& part : parts) {
     scan.below += part.below;
     scan.positions.insert(scan.positions.end(), part.positions.begin(), part.positions.end());
+    scan.values.insert(scan.values.end(), part.values.begin(), part.values.end());
     scan.has_nan |= part.has_nan;
     scan.overflow |= part.overflow;
   }
@@ -182,12 +206,12 @@ std::optional<std::vector<int64_t>> first_digit_histogram(const scalar_t* x, int
   return total;
 }
 
-// The band of the first-digit bucket that holds the score of rank `rank`; nullopt for a NaN.
+// The band of the first-digit radix bucket that holds the score of rank `rank` (AIR Top-K's first
+// pass, Zhang et al., SC'23); nullopt for a NaN.
 template <typename scalar_t>
-std::optional<Band<scalar_t>> cold_band(const scalar_t* x, int64_t n, int64_t rank) {
+std::optional<Band<scalar_t>> radix_band(const scalar_t* x, int64_t n, int64_t rank) {
   using key_t = Key<scalar_t>;
   const scalar_t infinity = std::numeric_limits<scalar_t>::infinity();
-  if (n <= kSmallLayer) return Band<scalar_t>{-infinity, infinity};
   const auto histogram = first_digit_histogram(x, n);
   if (!histogram) return std::nullopt;
   int bucket = 0;
@@ -198,6 +222,38 @@ std::optional<Band<scalar_t>> cold_band(const scalar_t* x, int64_t n, int64_t ra
   // The outer buckets also hold NaN keys; there is no NaN here, so clamping keeps the same scores.
   return Band<scalar_t>{from_key<scalar_t>(std::max(low, sort_key(-infinity))),
                         from_key<scalar_t>(std::min(high, sort_key(infinity)))};
+}
+
+// A band from a sample of the scores (Floyd and Rivest, "Expected time bounds for selection",
+// 1975): sample order statistics a few standard deviations of the sample rank on either side of
+// the wanted one bracket the score of rank `rank` with high probability. Returns the band and
+// the sample's estimate of that score (inside the band).
+template <typename scalar_t>
+std::pair<Band<scalar_t>, scalar_t> sample_band(const scalar_t* x, int64_t n, int64_t rank) {
+  using key_t = Key<scalar_t>;
+  // Runs of kSampleRun neighbours at evenly spaced places: whole cache lines, few misses.
+  const int64_t runs = std::min(n, kSample) / kSampleRun;
+  const int64_t size = runs * kSampleRun;
+  std::vector<key_t> keys(size);
+  for (int64_t r = 0; r < runs; ++r) {
+    const scalar_t* run = x + r * (n / runs);
+    for (int64_t j = 0; j < kSampleRun; ++j) keys[r * kSampleRun + j] = sort_key(run[j]);
+  }
+  const double fraction = static_cast<double>(rank) / static_cast<double>(n - 1);
+  const int64_t center = std::llround(fraction * static_cast<double>(size - 1));
+  const auto spread = static_cast<int64_t>(4.0 * std::sqrt(size * fraction * (1.0 - fraction))) + 16;
+  std::nth_element(keys.begin(), keys.begin() + center, keys.end());
+  const scalar_t infinity = std::numeric_limits<scalar_t>::infinity();
+  Band<scalar_t> band{-infinity, infinity};
+  if (center - spread >= 0) {
+    std::nth_element(keys.begin(), keys.begin() + (center - spread), keys.begin() + center);
+    band.low = from_key<scalar_t>(keys[center - spread]);
+  }
+  if (center + spread < size) {
+    std::nth_element(keys.begin() + center + 1, keys.begin() + (center + spread), keys.end());
+    band.high = from_key<scalar_t>(keys[center + spread]);
+  }
+  return {band, from_key<scalar_t>(keys[center])};
 }
 
 // What the selection found in a band pass's scores.
@@ -227,7 +283,7 @@ std::optional<Selection<scalar_t>> select_in_band(const scalar_t* x, int64_t n, 
   const key_t provisional_key = sort_key(provisional);
   int64_t under_provisional = 0;
   for (int64_t j = 0; j < count; ++j) {
-    keys[j] = sort_key(x[scan.positions[j]]);
+    keys[j] = sort_key(scan.values[j]);
     under_provisional += keys[j] < provisional_key;
   }
   std::nth_element(keys.begin(), keys.begin() + below, keys.end());
@@ -262,51 +318,71 @@ template <typename scalar_t>
 void gate(const scalar_t* x, scalar_t* out, int64_t n, double keep, double* state) {
   const auto rank = quantile_rank<scalar_t>(keep, n, quantile_rank_in_double());
   std::optional<Selection<scalar_t>> selection;
-  std::vector<int64_t> positions;
+  BandScan<scalar_t> settled;  // the band pass that holds the threshold
+  scalar_t provisional_threshold = 0;
   bool has_nan = false;
+
+  // One band pass and the selection in its band; true when that settled the mask (or found a NaN).
+  const auto try_band = [&](Band<scalar_t> band, scalar_t provisional, int64_t chunk_limit, Margin margin) {
+    auto scan = scan_band(x, out, n, band, provisional, chunk_limit);
+    has_nan = scan.has_nan;
+    if (!has_nan) selection = select_in_band(x, n, scan, band, rank, provisional, margin);
+    if (selection) {
+      settled = std::move(scan);
+      provisional_threshold = provisional;
+    }
+    return has_nan || selection.has_value();
+  };
+  constexpr int64_t kUnlimited = std::numeric_limits<int64_t>::max();
+  // Clears the mask for a NaN threshold, else rewrites the band's scores with the exact one.
+  const auto finish = [&]() {
+    // A NaN score makes the threshold NaN, as in torch.quantile; so does interpolating between
+    // infinities (-inf - -inf). Nothing is kept, so the provisional mask outside the band is wrong.
+    if (!has_nan && !selection) throw std::logic_error("clarena: percentile_mask: no band held the threshold");
+    if (has_nan || std::isnan(selection->threshold)) {
+      torch::stable::parallel_for(0, n, kGrainSize, [&](int64_t begin, int64_t end) {
+        std::fill(out + begin, out + end, scalar_t(0));
+      });
+      if (state != nullptr) state[kBandLow] = state[kThreshold] = state[kBandHigh] = std::nan("");
+      return;
+    }
+    // Only scores between the provisional and the exact threshold change.
+    const scalar_t threshold = selection->threshold;
+    for (size_t j = 0; j < settled.positions.size(); ++j) {
+      const scalar_t value = settled.values[j];
+      if ((value >= threshold) != (value >= provisional_threshold)) out[settled.positions[j]] = mask_value(value, threshold);
+    }
+    if (state != nullptr) {
+      state[kBandLow] = selection->next_band.low;
+      state[kThreshold] = threshold;
+      state[kBandHigh] = selection->next_band.high;
+    }
+  };
 
   if (state != nullptr && !std::isnan(state[kThreshold])) {
     const scalar_t provisional = static_cast<scalar_t>(state[kThreshold]);
     const Band<scalar_t> band{static_cast<scalar_t>(state[kBandLow]), static_cast<scalar_t>(state[kBandHigh])};
-    // The fix-up is exact only for a provisional threshold inside the band.
-    if (band.low <= provisional && provisional <= band.high) {
-      // A band that would record more than a sixteenth of the scores is no better than cold.
-      auto scan = scan_band(x, out, n, band, provisional, kChunk / 16);
-      has_nan = scan.has_nan;
-      if (!has_nan) selection = select_in_band(x, n, scan, band, rank, provisional, warm_margin(n));
-      if (selection) positions = std::move(scan.positions);
-    }
+    // The fix-up is exact only for a provisional threshold inside the band. A band that would
+    // record more than a sixteenth of the scores is no better than cold.
+    const bool done = band.low <= provisional && provisional <= band.high &&
+                      try_band(band, provisional, kChunk / 16, warm_margin(n));
     if (!has_nan) state[selection ? kWarmCalls : kFallbacks] += 1;
+    if (done) return finish();
   }
-  if (!selection && !has_nan) {
-    const auto band = cold_band(x, n, rank.below);
-    has_nan = !band;
-    if (band) {
-      const scalar_t provisional = band->low;
-      auto scan = scan_band(x, out, n, *band, provisional, std::numeric_limits<int64_t>::max());
-      has_nan = scan.has_nan;
-      if (!has_nan) selection = select_in_band(x, n, scan, *band, rank, provisional, cold_margin(n));
-      positions = std::move(scan.positions);
-    }
+  if (n <= kSmallLayer) {
+    const scalar_t infinity = std::numeric_limits<scalar_t>::infinity();
+    try_band({-infinity, infinity}, infinity, kUnlimited, cold_margin(n));
+    return finish();
   }
-  // A NaN score makes the threshold NaN, as in torch.quantile; so does interpolating between
-  // infinities (-inf - -inf). Nothing is kept, so the provisional mask outside the band is wrong.
-  if (has_nan || std::isnan(selection->threshold)) {
-    torch::stable::parallel_for(0, n, kGrainSize, [&](int64_t begin, int64_t end) {
-      std::fill(out + begin, out + end, scalar_t(0));
-    });
-    if (state != nullptr) state[kBandLow] = state[kThreshold] = state[kBandHigh] = std::nan("");
-    return;
+  const auto [band, estimate] = sample_band(x, n, rank.below);
+  if (try_band(band, estimate, kUnlimited, cold_margin(n))) return finish();
+  if (const auto bucket = radix_band(x, n, rank.below)) {
+    try_band(*bucket, bucket->low, kUnlimited, cold_margin(n));
+  } else {
+    has_nan = true;
   }
-  const scalar_t threshold = selection->threshold;
-  for (const int64_t i : positions) out[i] = mask_value(x[i], threshold);
-  if (state != nullptr) {
-    state[kBandLow] = selection->next_band.low;
-    state[kThreshold] = threshold;
-    state[kBandHigh] = selection->next_band.high;
-  }
+  return finish();
 }
-
 Tensor percentile_mask_cpu(const Tensor& score, double keep) {
   check_args(score, keep);
   const Tensor input = torch::stable::contiguous(score);
