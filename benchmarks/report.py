@@ -60,6 +60,12 @@ def targets_for(group: str, row: str) -> list[Target]:
     """The speed targets of one report row (`row` is the backbone name for step groups)."""
     if group == "percentile_mask n=2^23":
         return [Target("reference/native", ">=", 10), Target("native/limit", "<=", 3)]
+    if group.startswith("percentile_mask cold"):  # limit: clone + sum
+        return [Target("reference/native", ">=", 10), Target("native/limit", "<=", 1.5)]
+    if group.startswith("percentile_mask warm"):
+        return [Target("reference/native", ">=", 10), Target("native/limit", "<=", 1.2)]
+    if group.startswith("percentile_masks"):
+        return [Target("native/limit", "<=", 1.3)]
     if group.startswith("hat_adjustment"):
         return [Target("reference/native", ">=", 8), Target("native/limit", "<=", 2)]
     if group.startswith("parameter_measure"):

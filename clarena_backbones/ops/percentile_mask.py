@@ -34,14 +34,15 @@ def percentile_masks(scores: Sequence[torch.Tensor], keep: float, state: torch.T
     when they moved little since, as between training steps. When they moved too far, the call
     selects from scratch; the masks are exact either way. `state` is updated in place (its
     `WARM_CALLS` and `FALLBACKS` columns count how often the guess held); the reference path
-    leaves it as it is. The masks are views of one buffer; the backward is straight-through.
+    leaves it as it is. The backward is straight-through.
     """
     _check_batch_args(scores, keep, state)
     if not scores:
         return []
     if native.runs_native(scores[0]):
-        flat = torch.ops.clarena.percentile_masks(list(scores), float(keep), state)
-        return [piece.view(score.shape) for piece, score in zip(flat.split([s.numel() for s in scores]), scores)]
+        masks, next_state = torch.ops.clarena.percentile_masks(list(scores), float(keep), state)
+        state.copy_(next_state)
+        return list(masks)
     return [reference.percentile_mask(score, float(keep)) for score in scores]
 
 
@@ -122,31 +123,32 @@ if native.native_available():
     @torch.library.register_fake("clarena::percentile_masks")
     def _percentile_masks_fake(scores, keep, state):
         _check_batch_args(scores, keep, state)
-        return scores[0].new_empty(sum(score.numel() for score in scores))
+        return [torch.empty_like(score, memory_format=torch.contiguous_format) for score in scores], torch.empty_like(state)
 
     class _StraightThroughAll(torch.autograd.Function):
-        """The gate over a list; the flat mask's gradient goes to each score unchanged."""
+        """The gate over a list; each mask's gradient goes to its score unchanged."""
 
         @staticmethod
         def forward(ctx, keyset, keep, state, *scores):
-            ctx.shapes = [score.shape for score in scores]
-            with torch._C._AutoDispatchBelowAutograd():
-                return torch.ops.clarena.percentile_masks.default.redispatch(
-                    keyset & torch._C._after_autograd_keyset, list(scores), keep, state
-                )
+            masks, next_state = _masks_below_autograd(keyset, scores, keep, state)
+            ctx.mark_non_differentiable(next_state)
+            return (*masks, next_state)
 
         @staticmethod
-        def backward(ctx, grad_flat):
-            pieces = grad_flat.split([shape.numel() for shape in ctx.shapes])
-            return (None, None, None, *(piece.view(shape) for piece, shape in zip(pieces, ctx.shapes)))
+        def backward(ctx, *grads):
+            return (None, None, None, *grads[:-1])
+
+    def _masks_below_autograd(keyset, scores, keep, state):
+        with torch._C._AutoDispatchBelowAutograd():
+            return torch.ops.clarena.percentile_masks.default.redispatch(
+                keyset & torch._C._after_autograd_keyset, list(scores), keep, state
+            )
 
     def _percentile_masks_autograd(keyset, scores, keep, state):
         _check_batch_args(scores, keep, state)
         if torch.is_grad_enabled() and any(score.requires_grad for score in scores):
-            return _StraightThroughAll.apply(keyset, keep, state, *scores)
-        with torch._C._AutoDispatchBelowAutograd():
-            return torch.ops.clarena.percentile_masks.default.redispatch(
-                keyset & torch._C._after_autograd_keyset, scores, keep, state
-            )
+            *masks, next_state = _StraightThroughAll.apply(keyset, keep, state, *scores)
+            return masks, next_state
+        return _masks_below_autograd(keyset, scores, keep, state)
 
     _LIBRARY.impl("percentile_masks", _percentile_masks_autograd, "Autograd", with_keyset=True)

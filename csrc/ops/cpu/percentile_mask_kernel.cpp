@@ -21,6 +21,7 @@
 #include <cmath>
 #include <limits>
 #include <optional>
+#include <tuple>
 #include <stdexcept>
 #include <type_traits>
 #include <vector>
@@ -395,26 +396,26 @@ Tensor percentile_mask_cpu(const Tensor& score, double keep) {
   return out;
 }
 
-Tensor percentile_masks_cpu(const std::vector<Tensor>& scores, double keep, const Tensor& state) {
+// One mask per tensor (not one buffer for all: a large buffer would be a fresh mapping, page
+// faults included, at every call, where the allocator reuses tensor-sized blocks).
+std::tuple<std::vector<Tensor>, Tensor> percentile_masks_cpu(const std::vector<Tensor>& scores, double keep,
+                                                             const Tensor& state) {
   check_batch_args(scores, keep, state);
-  int64_t total = 0;
-  for (const Tensor& score : scores) total += score.numel();
-  const ScalarType dtype = scores.empty() ? ScalarType::Float : scores[0].scalar_type();
-  Tensor out = torch::stable::new_empty(state, {total}, dtype);
-  double* rows = state.mutable_data_ptr<double>();
-  int64_t offset = 0;
-  for (size_t layer = 0; layer < scores.size(); ++layer) {
-    const Tensor input = torch::stable::contiguous(scores[layer]);
-    const int64_t n = input.numel();
-    if (n == 0) continue;
-    dispatch_float_or_double(dtype, [&](auto tag) {
+  Tensor next_state = torch::stable::clone(state);
+  double* rows = next_state.mutable_data_ptr<double>();
+  std::vector<Tensor> masks;
+  masks.reserve(scores.size());
+  for (size_t i = 0; i < scores.size(); ++i) {
+    const Tensor input = torch::stable::contiguous(scores[i]);
+    masks.push_back(torch::stable::new_empty(input, input.sizes()));
+    if (input.numel() == 0) continue;
+    dispatch_float_or_double(input.scalar_type(), [&](auto tag) {
       using scalar_t = typename decltype(tag)::type;
-      gate<scalar_t>(input.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>() + offset, n, keep,
-                     rows + layer * kStateWidth);
+      gate<scalar_t>(input.const_data_ptr<scalar_t>(), masks.back().mutable_data_ptr<scalar_t>(), input.numel(), keep,
+                     rows + i * kStateWidth);
     });
-    offset += n;
   }
-  return out;
+  return {masks, next_state};
 }
 
 }  // namespace
