@@ -83,16 +83,18 @@ BlockCounts<scalar_t> scan_block(const scalar_t* __restrict x, scalar_t* __restr
                                  scalar_t low, scalar_t high, scalar_t provisional) {
   BlockCounts<scalar_t> counts;
   const auto scan_group = [&](int64_t first, int64_t size) {
-    Lane<scalar_t> inside = 0;
+    Lane<scalar_t> below = 0;
+    Lane<scalar_t> not_above = 0;  // the band's scores are these minus those below (NaN is neither)
     for (int64_t i = first; i < first + size; ++i) {
       const scalar_t value = x[i];
       out[i] = mask_value(value, provisional);
-      counts.below += value < low;
-      inside += (value >= low) & (value <= high);
+      below += value < low;
+      not_above += value <= high;
       counts.nan |= value != value;
     }
-    counts.inside_group[first / kGroup] = inside;
-    counts.inside += inside;
+    counts.below += below;
+    counts.inside_group[first / kGroup] = not_above - below;
+    counts.inside += not_above - below;
   };
   int64_t first = 0;
   for (; first + kGroup <= length; first += kGroup) scan_group(first, kGroup);  // a constant trip count
