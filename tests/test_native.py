@@ -12,6 +12,7 @@ from clarena import ops
 
 OPS = [
     "percentile_mask",
+    "percentile_masks",
     "parameter_measure",
     "scale_grad_by_measure_",
     "masked_weight",
