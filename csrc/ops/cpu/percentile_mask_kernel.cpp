@@ -1,18 +1,18 @@
 // CPU kernels of clarena::percentile_mask and clarena::percentile_masks.
 //
 // Both write the mask in a "band pass": one streaming pass over the scores that writes
-// `score >= provisional` for a provisional threshold inside a band of keys [low, high], counts the
-// scores under the band and records the positions of those inside it. When the two order
-// statistics that torch.quantile interpolates between lie in the band (the upper one may also be
-// the smallest score above it), they are selected among the recorded scores only, and only those
-// positions are rewritten with the exact threshold: every score outside the band is on the same
-// side of the provisional and of the exact threshold.
+// `score >= provisional` for a provisional threshold inside a band of values [low, high], counts
+// the scores under the band and records the positions and values of those inside it. When the two
+// order statistics that torch.quantile interpolates between lie in the band (the upper one may
+// also be the smallest score above it), they are selected among the recorded scores only, and
+// only the recorded scores between the provisional and the exact threshold are rewritten: every
+// score outside the band is on the same side of both.
 //
-// Cold, the band is the bucket of a first-digit radix histogram that holds the lower order
-// statistic (AIR Top-K's first pass, Zhang et al., SC'23): two reads of the scores and one write.
 // Warm, the band comes from the previous call (the scores moved little since): one read and one
-// write; when the order statistics fell outside it, or it held too many scores, the call falls
-// back to cold.
+// write. Cold (no previous call, or the order statistics fell outside its band), the band comes
+// from a sample of the scores, also one pass; when the sample misleads, from the first-digit
+// radix bucket that holds the lower order statistic (AIR Top-K's first pass, Zhang et al., SC'23),
+// which costs one more read.
 #include <torch/csrc/stable/library.h>
 #include <torch/csrc/stable/ops.h>
 #include <torch/csrc/stable/tensor.h>
