@@ -76,6 +76,14 @@ __device__ __forceinline__ void atomic_min_key(uint64_t* address, uint64_t value
   atomicMin(reinterpret_cast<unsigned long long*>(address), static_cast<unsigned long long>(value));
 }
 
+// bins[...] += 1 for each calling thread, one atomic per distinct bin in the warp: the threads
+// of a warp that hit the same bin (common: neighbouring scores share a digit) add their count
+// through one leader (the CUDA Programming Guide's aggregated atomic increment).
+__device__ __forceinline__ void increment_aggregated(unsigned int* bin) {
+  const unsigned int peers = __match_any_sync(__activemask(), reinterpret_cast<unsigned long long>(bin));
+  if (static_cast<int>(threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(bin, static_cast<unsigned int>(__popc(peers)));
+}
+
 // Minimum over the block (blockDim.x == kThreads, a power of two); the result is in every thread.
 template <typename T>
 __device__ T block_min(T value, T* shared) {
@@ -138,7 +146,7 @@ __global__ void __launch_bounds__(kThreads) histogram_kernel(const Segments<scal
     const key_t key = to_key(value);
     const key_t high = key & known;
     if (high == prefix) {
-      atomicAdd(&bins[digit(key, shift)], 1u);
+      increment_aggregated(&bins[digit(key, shift)]);
     } else if (track_above && high > prefix && key < smallest_above) {
       // Left behind by an earlier digit for being larger: `known` is a run of top bits, so the
       // masked comparison orders it above every remaining candidate.
