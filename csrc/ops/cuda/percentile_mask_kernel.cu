@@ -9,12 +9,13 @@
 //   histogram_kernel     counts the digit of each key whose already selected high bits equal the
 //                        prefix; the first pass also flags NaN, the last one (when the upper order
 //                        statistic is needed) also finds the smallest key above every candidate;
-//   select_digit_kernel  one block per tensor: the digit that holds the target rank narrows the prefix and
-//                        the rank. After the last digit the prefix is the exact key of rank
-//                        `below`; the block also records how many keys equal it and the next
+//   select_digit_kernel  one block per tensor: the digit that holds the target rank narrows the
+//                        prefix and the rank. After the last digit the prefix is the exact key of
+//                        rank `below`; the block also records how many keys equal it and the next
 //                        larger key, which give the order statistic of rank `below + 1`.
 // Then threshold_kernel (one thread per tensor) interpolates with the shared lerp, and mask_kernel
-// compares: init + 2 per digit + 2 = 9 launches for float32, 15 for float64, per kMaxSegments tensors.
+// compares: init + 2 per digit + 2 = 9 launches for float32 (15 for float64) per kMaxSegments
+// tensors.
 #include <torch/csrc/stable/library.h>
 #include <torch/csrc/stable/ops.h>
 #include <torch/csrc/stable/tensor.h>
