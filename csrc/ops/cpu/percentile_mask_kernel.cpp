@@ -87,8 +87,9 @@ struct BlockCounts {
 #endif
 
 template <typename scalar_t>
-CLARENA_WIDE_VECTORS BlockCounts<scalar_t> scan_block(const scalar_t* __restrict x, scalar_t* __restrict out, int64_t length,
-                                 scalar_t low, scalar_t high, scalar_t provisional) {
+CLARENA_WIDE_VECTORS BlockCounts<scalar_t> scan_block(const scalar_t* __restrict x, scalar_t* __restrict out,
+                                                      int64_t length, scalar_t low, scalar_t high,
+                                                      scalar_t provisional) {
   BlockCounts<scalar_t> counts;
   const auto scan_group = [&](int64_t first, int64_t size) {
     Lane<scalar_t> below = 0;
@@ -301,7 +302,8 @@ std::optional<Selection<scalar_t>> select_in_band(const scalar_t* x, int64_t n, 
   const key_t lower_key = keys[below];
   key_t upper_key = lower_key;
   if (above != below)
-    upper_key = above < count ? *std::min_element(keys.begin() + above, keys.end()) : sort_key(smallest_above(x, n, band.high));
+    upper_key = above < count ? *std::min_element(keys.begin() + above, keys.end())
+                              : sort_key(smallest_above(x, n, band.high));
   Selection<scalar_t> selection;
   selection.threshold = lerp(from_key<scalar_t>(lower_key), from_key<scalar_t>(upper_key), rank.weight);
   const int64_t margin = std::max(margin_rule.floor, margin_rule.per_drift * std::abs(under_provisional - below));
@@ -361,7 +363,8 @@ void gate(const scalar_t* x, scalar_t* out, int64_t n, double keep, double* stat
     const scalar_t threshold = selection->threshold;
     for (size_t j = 0; j < settled.positions.size(); ++j) {
       const scalar_t value = settled.values[j];
-      if ((value >= threshold) != (value >= provisional_threshold)) out[settled.positions[j]] = mask_value(value, threshold);
+      if ((value >= threshold) != (value >= provisional_threshold))
+        out[settled.positions[j]] = mask_value(value, threshold);
     }
     if (state != nullptr) {
       state[kBandLow] = selection->next_band.low;
