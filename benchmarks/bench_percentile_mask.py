@@ -5,6 +5,7 @@ The limit is a `clone()` of the same scores (one read, one write: memory bound).
 elements torch.quantile refuses the input, so only the native kernel (and the limit) run.
 """
 
+import gate_workloads as gw
 import pytest
 
 import workloads as wl
@@ -25,3 +26,10 @@ def test_percentile_mask_beyond_quantile_limit(run_workload, impl):
         n=wl.PERCENTILE_SIZES[size],
         reference_refuses=wl.reference_refuses(size),
     )
+
+
+@pytest.mark.parametrize("impl", ["reference", "native", "limit"])
+@pytest.mark.parametrize("kind", ["cold", "warm", "batched"])
+def test_percentile_mask_cold_warm_batched(run_workload, kind, impl):
+    """Cold vs clone + sum; warm after an SGD step vs clone; all WSNMaskResNet18 scores warm."""
+    run_workload(gw.gate(kind, impl), gw.group_gate(kind))

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import clarena_workloads as cw
+import gate_workloads as gw
 import workloads as wl
 
 
@@ -54,13 +55,24 @@ GOALS: dict[str, list[Goal]] = {
     wl.group_percentile_mask("2^20"): [],
     wl.group_percentile_mask("2^23"): [Goal("reference/native", ">=", 10), Goal("native/limit", "<=", 3)],
     wl.group_percentile_mask("2^24+1"): [],
-    **{
-        wl.group_hat_adjustment(name): [Goal("reference/native", ">=", 8), Goal("native/limit", "<=", 2)]
-        for name in wl.HAT_BACKBONES
-    },
+    # cold limit: clone + sum (write the mask, read the scores once more); warm and batched: clones
+    gw.group_gate("cold"): [Goal("reference/native", ">=", 10), Goal("native/limit", "<=", 1.5)],
+    gw.group_gate("warm"): [Goal("reference/native", ">=", 10), Goal("native/limit", "<=", 1.2)],
+    gw.group_gate("batched"): [Goal("reference/native", ">=", 10), Goal("native/limit", "<=", 1.3)],
+    # limit: one mul_ per gradient
+    wl.group_hat_adjustment("HATMaskMLP"): [Goal("reference/native", ">=", 8), Goal("native/limit", "<=", 2)],
+    wl.group_hat_adjustment("HATMaskResNet18"): [Goal("reference/native", ">=", 8), Goal("native/limit", "<=", 1.2)],
     **{wl.group_parameter_measure(kind): [Goal("reference/native", ">=", 1)] for kind in wl.MEASURE_SHAPES},
-    wl.group_train_step("mlp"): [Goal("native/plain", "<=", 1.15), PEAK],
-    wl.group_train_step("resnet18"): [Goal("native/plain", "<=", 1.10), PEAK],
+    wl.group_train_step("mlp"): [
+        Goal("native/plain", "<=", 1.10, rows=("HATMaskMLP",)),
+        Goal("native/plain", "<=", 1.3, rows=("WSNMaskMLP",)),
+        PEAK,
+    ],
+    wl.group_train_step("resnet18"): [
+        Goal("native/plain", "<=", 1.05, rows=("HATMaskResNet18",)),
+        Goal("native/plain", "<=", 1.2, rows=("WSNMaskResNet18",)),
+        PEAK,
+    ],
     wl.group_test_forward(): [Goal("reference/native", ">=", 1.3, rows=("WSNMaskMLP",)), PEAK],
     # CLArena's methods (reference) against the accelerated ones (native)
     cw.group_clarena_train_step("mlp"): [Goal("reference/native", ">=", 1.2), PEAK],

@@ -358,7 +358,9 @@ def all_workloads() -> dict[tuple[str, str], Callable[[], Workload]]:
     for name, impl in TEST_VARIANTS:
         table[(group_test_forward(), step_label(name, impl))] = lambda n=name, i=impl: stored_mask_forward(n, i)
     import clarena_workloads  # CLArena's own training step (its builders need CLArena)
+    import gate_workloads  # the warm-started and batched WSN gate (it builds on this module)
 
+    table.update(gate_workloads.all_workloads())
     table.update(clarena_workloads.all_workloads())
     return table
 

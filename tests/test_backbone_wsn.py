@@ -121,14 +121,14 @@ def test_forward_and_gradients_match_clarena_with_straight_through_scores(percen
 
 def test_no_bias_masks_for_bias_less_layers(monkeypatch):
     backbone = make(bias=False)
-    calls = count_calls(monkeypatch, "percentile_mask")
+    calls = count_calls(monkeypatch, "percentile_masks")  # one call, a list of score tensors
     _, weight_mask, bias_mask, _ = backbone(vectors(), "train", 0.5)
     assert bias_mask == {"fc/0": None, "fc/1": None, "fc/2": None}
-    assert len(calls) == 3  # the weight scores only (CLArena also gated the unused bias scores)
+    assert len(calls[0]) == 3  # the weight scores only (CLArena also gated the unused bias scores)
     with_bias = make(bias=True)
     calls.clear()
     with_bias(vectors(), "train", 0.5)
-    assert len(calls) == 6
+    assert len(calls[0]) == 6
 
 
 def test_stage_and_argument_errors():

@@ -14,6 +14,7 @@ from clarena_backbones.backbones.base import CLBackbone
 from clarena_backbones.backbones.stored_masks import StoredMasks
 from clarena_backbones.ops import masked_conv2d, masked_linear, masked_weight, native, pack_mask, percentile_mask, unpack_mask
 from clarena_backbones.ops.checks import check_choice, check_fraction
+from clarena_backbones.ops.percentile_mask import forget_thresholds_, percentile_masks, percentile_masks_state
 
 WeightMasks = dict[str, Tensor]
 BiasMasks = dict[str, Tensor | None]
@@ -94,7 +95,10 @@ class WSNMaskBackbone(CLBackbone):
         self.bias_score_t: nn.ModuleDict = nn.ModuleDict()
         self.masks: StoredMasks = StoredMasks()
         self._test_cache: dict[str, _MaskedParameters] = {}
+        # the gate's last threshold per score tensor (not in state_dict): warm-starts the next step
+        self.gate_state: Tensor | None = None
         state_hooks.install(self)
+        self.register_load_state_dict_post_hook(lambda module, incompatible_keys: module._forget_gate_thresholds())
 
     def _add_parameter_scores(self) -> None:
         """Create the weight and bias scores of every weighted layer (bias scores always exist).
@@ -126,20 +130,32 @@ class WSNMaskBackbone(CLBackbone):
             else:
                 nn.init.uniform_(weight_score.weight, 0.0, 1.0)
                 nn.init.uniform_(bias_score, 0.0, 1.0)
+        self._forget_gate_thresholds()
+
+    def setup_task_id(self, task_id: int) -> None:
+        super().setup_task_id(task_id)
+        self._forget_gate_thresholds()
+
+    def _forget_gate_thresholds(self) -> None:
+        """After the scores jump (re-initialised, loaded, a new task), the last thresholds are no guess."""
+        if self.gate_state is not None:
+            forget_thresholds_(self.gate_state)
 
     # ----------------------------------------------------------------------------------- masks
     def _score_masks(self, mask_percentage: float) -> tuple[WeightMasks, BiasMasks]:
         """Masks from the current scores; no bias mask (None) for a layer without bias."""
         check_fraction("mask_percentage", mask_percentage)
-        weight_mask: WeightMasks = {}
-        bias_mask: BiasMasks = {}
-        for name, layer in self.named_weighted_layers():
-            score = self.weight_score_t[name].weight
-            weight_mask[name] = percentile_mask(score, mask_percentage)
-            if layer.bias is None:
-                bias_mask[name] = None
-            else:
-                bias_mask[name] = percentile_mask(self.bias_score_t[name].weight.view(-1), mask_percentage)
+        layers = self.named_weighted_layers()
+        names = [name for name, _ in layers]
+        with_bias = [name for name, layer in layers if layer.bias is not None]
+        scores = [self.weight_score_t[name].weight for name in names]
+        scores += [self.bias_score_t[name].weight.view(-1) for name in with_bias]
+        if self.gate_state is None or self.gate_state.device != scores[0].device or len(self.gate_state) != len(scores):
+            self.gate_state = percentile_masks_state(len(scores), scores[0].device)
+        masks = percentile_masks(scores, mask_percentage, self.gate_state)
+        weight_mask: WeightMasks = dict(zip(names, masks))
+        bias_mask: BiasMasks = dict.fromkeys(names)
+        bias_mask.update(zip(with_bias, masks[len(names) :]))
         return weight_mask, bias_mask
 
     def get_mask(

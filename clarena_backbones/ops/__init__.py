@@ -9,7 +9,7 @@ from clarena_backbones.ops.mask_packing import pack_mask, unpack_mask
 from clarena_backbones.ops.masked_weight import masked_conv2d, masked_linear, masked_weight
 from clarena_backbones.ops.native import native_available, use_reference
 from clarena_backbones.ops.parameter_measure import foreach_scale_grad_by_measure_, parameter_measure, scale_grad_by_measure_
-from clarena_backbones.ops.percentile_mask import percentile_mask
+from clarena_backbones.ops.percentile_mask import percentile_mask, percentile_masks, percentile_masks_state
 from clarena_backbones.ops.task_embedding import foreach_compensate_embedding_grad_, foreach_sigmoid_gate
 from clarena_backbones.ops.unit_mask import unit_mask
 
@@ -24,6 +24,8 @@ __all__ = [
     "pack_mask",
     "parameter_measure",
     "percentile_mask",
+    "percentile_masks",
+    "percentile_masks_state",
     "scale_grad_by_measure_",
     "unit_mask",
     "unpack_mask",

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 #include "common/host_device.h"
 #include "common/torch_version.h"
@@ -52,6 +53,14 @@ CLARENA_HOST_DEVICE scalar_t from_key(typename KeyOf<scalar_t>::type key) {
   return value;
 }
 
+// The key of `value` with -0 folded into +0, so that key order is exactly the order of `>=`.
+// The mask compares with `>=`, for which the two zeros are one value; folding them lets a range
+// of keys stand for a range of values. (`+ 0` turns -0 into +0 and leaves every other value.)
+template <typename scalar_t>
+CLARENA_HOST_DEVICE typename KeyOf<scalar_t>::type sort_key(scalar_t value) {
+  return to_key<scalar_t>(value + scalar_t(0));
+}
+
 // The radix digit of `key` at bit offset `shift`.
 template <typename key_t>
 CLARENA_HOST_DEVICE int digit(key_t key, int shift) {
@@ -73,6 +82,18 @@ struct QuantileRank {
   int64_t below;
   int64_t above;
   scalar_t weight;
+};
+
+// Per-layer state of the warm-started gate (percentile_masks), one float64 row per score tensor:
+// the last threshold and a band of values around it that the next call expects the new threshold
+// in, plus two counters. A NaN threshold means no guess: the next call selects cold.
+enum WarmState : int {
+  kBandLow = 0,   // smallest value of the band (inclusive)
+  kThreshold,     // the threshold of the last call
+  kBandHigh,      // largest value of the band (inclusive)
+  kWarmCalls,     // calls whose guess held
+  kFallbacks,     // calls whose guess missed, so they selected cold
+  kStateWidth
 };
 
 // torch.quantile computes the rank in the input's dtype before torch 2.14 and in double from 2.14

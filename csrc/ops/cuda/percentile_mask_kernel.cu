@@ -1,5 +1,7 @@
-// CUDA kernel of clarena::percentile_mask: a grid-wide radix select of the two order statistics
-// that torch.quantile interpolates between, then one compare pass. The selection state lives in a
+// CUDA kernels of clarena::percentile_mask and clarena::percentile_masks: a grid-wide radix
+// select of the two order statistics that torch.quantile interpolates between, then one compare
+// pass. Segmented: every kernel below handles up to kMaxSegments score tensors at once (blockIdx.y
+// is the tensor), so a list of tensors costs the launches of one. The selection state lives in a
 // small device buffer and every step is a kernel on the current stream: no host synchronisation,
 // so the op can be captured in a CUDA graph.
 //
@@ -7,22 +9,27 @@
 //   histogram_kernel     counts the digit of each key whose already selected high bits equal the
 //                        prefix; the first pass also flags NaN, the last one (when the upper order
 //                        statistic is needed) also finds the smallest key above every candidate;
-//   select_digit_kernel  one block: the digit that holds the target rank narrows the prefix and
-//                        the rank. After the last digit the prefix is the exact key of rank
-//                        `below`; the block also records how many keys equal it and the next
+//   select_digit_kernel  one block per tensor: the digit that holds the target rank narrows the
+//                        prefix and the rank. After the last digit the prefix is the exact key of
+//                        rank `below`; the block also records how many keys equal it and the next
 //                        larger key, which give the order statistic of rank `below + 1`.
-// Then threshold_kernel (one thread) interpolates with the shared lerp, and mask_kernel compares.
+// Then threshold_kernel (one thread per tensor) interpolates with the shared lerp, and mask_kernel
+// compares: init + 2 per digit + 2 = 9 launches for float32 (15 for float64) per kMaxSegments
+// tensors.
 #include <torch/csrc/stable/library.h>
 #include <torch/csrc/stable/ops.h>
 #include <torch/csrc/stable/tensor.h>
 
 #include <algorithm>
 #include <limits>
+#include <tuple>
+#include <vector>
 
 #include "common/checks.h"
 #include "common/cuda.h"
 #include "common/scalar.h"
 #include "ops/percentile_mask.h"
+#include "ops/percentile_mask_checks.h"
 
 namespace clarena::percentile_mask {
 namespace {
@@ -33,6 +40,18 @@ constexpr int kBinsPerThread = kBins / kSelectThreads;
 static_assert(kBins % kSelectThreads == 0, "every selection thread owns the same number of bins");
 
 using count_t = unsigned long long;  // element counts: exact beyond 2^32 elements
+
+// The score tensors of one launch, passed by value (kernel parameters, no host-to-device copy).
+constexpr int kMaxSegments = 32;
+template <typename scalar_t>
+struct Segments {
+  const scalar_t* x[kMaxSegments];
+  scalar_t* out[kMaxSegments];
+  int64_t n[kMaxSegments];
+  int64_t below[kMaxSegments];   // rank of the lower order statistic
+  scalar_t weight[kMaxSegments]; // interpolation weight of the upper one
+  bool need_above[kMaxSegments]; // whether the upper one is another rank
+};
 
 template <typename scalar_t>
 struct SelectState {
@@ -58,6 +77,14 @@ __device__ __forceinline__ void atomic_min_key(uint64_t* address, uint64_t value
   atomicMin(reinterpret_cast<unsigned long long*>(address), static_cast<unsigned long long>(value));
 }
 
+// bins[...] += 1 for each calling thread, one atomic per distinct bin in the warp: the threads
+// of a warp that hit the same bin (common: neighbouring scores share a digit) add their count
+// through one leader (the CUDA Programming Guide's aggregated atomic increment).
+__device__ __forceinline__ void increment_aggregated(unsigned int* bin) {
+  const unsigned int peers = __match_any_sync(__activemask(), reinterpret_cast<unsigned long long>(bin));
+  if (static_cast<int>(threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(bin, static_cast<unsigned int>(__popc(peers)));
+}
+
 // Minimum over the block (blockDim.x == kThreads, a power of two); the result is in every thread.
 template <typename T>
 __device__ T block_min(T value, T* shared) {
@@ -73,27 +100,38 @@ __device__ T block_min(T value, T* shared) {
   return result;
 }
 
+// One block per segment.
 template <typename scalar_t>
-__global__ void init_kernel(SelectState<scalar_t>* state, count_t* histogram, int64_t below) {
+__global__ void init_kernel(const Segments<scalar_t> segments, SelectState<scalar_t>* states, count_t* histograms) {
   using key_t = typename KeyOf<scalar_t>::type;
+  SelectState<scalar_t>* state = states + blockIdx.x;
+  count_t* histogram = histograms + blockIdx.x * kBins;
   for (int bin = threadIdx.x; bin < kBins; bin += blockDim.x) histogram[bin] = 0;
   if (threadIdx.x == 0) {
     state->prefix = 0;
     state->known = 0;
     state->above = kNoKey<key_t>;
-    state->rank = static_cast<count_t>(below);
+    state->rank = static_cast<count_t>(segments.below[blockIdx.x]);
     state->equal = 0;
     state->has_nan = 0;
     state->threshold = scalar_t(0);
   }
 }
 
+// Grid (blocks, segments).
 template <typename scalar_t>
-__global__ void __launch_bounds__(kThreads) histogram_kernel(const scalar_t* __restrict__ x, int64_t n, int shift,
-                                                              bool check_nan, bool track_above,
-                                                              SelectState<scalar_t>* state, count_t* histogram) {
+__global__ void __launch_bounds__(kThreads) histogram_kernel(const Segments<scalar_t> segments, int shift,
+                                                              bool check_nan, bool last,
+                                                              SelectState<scalar_t>* states, count_t* histograms) {
   using key_t = typename KeyOf<scalar_t>::type;
-  __shared__ count_t bins[kBins];
+  const scalar_t* __restrict__ x = segments.x[blockIdx.y];
+  const int64_t n = segments.n[blockIdx.y];
+  const bool track_above = last && segments.need_above[blockIdx.y];
+  SelectState<scalar_t>* state = states + blockIdx.y;
+  count_t* histogram = histograms + blockIdx.y * kBins;
+  // 32-bit shared counters (native shared-memory atomics; 64-bit ones are a compare-and-swap
+  // loop): a block counts fewer than 2^32 keys for any n below 2^32 times the grid size.
+  __shared__ unsigned int bins[kBins];
   __shared__ key_t reduce[kThreads];
   for (int bin = threadIdx.x; bin < kBins; bin += blockDim.x) bins[bin] = 0;
   __syncthreads();
@@ -109,7 +147,7 @@ __global__ void __launch_bounds__(kThreads) histogram_kernel(const scalar_t* __r
     const key_t key = to_key(value);
     const key_t high = key & known;
     if (high == prefix) {
-      atomicAdd(&bins[digit(key, shift)], count_t(1));
+      increment_aggregated(&bins[digit(key, shift)]);
     } else if (track_above && high > prefix && key < smallest_above) {
       // Left behind by an earlier digit for being larger: `known` is a run of top bits, so the
       // masked comparison orders it above every remaining candidate.
@@ -118,7 +156,7 @@ __global__ void __launch_bounds__(kThreads) histogram_kernel(const scalar_t* __r
   }
   __syncthreads();
   for (int bin = threadIdx.x; bin < kBins; bin += blockDim.x)
-    if (bins[bin] != 0) atomicAdd(&histogram[bin], bins[bin]);
+    if (bins[bin] != 0) atomicAdd(&histogram[bin], static_cast<count_t>(bins[bin]));
 
   if (check_nan && __syncthreads_or(nan) && threadIdx.x == 0) atomicOr(&state->has_nan, 1u);
   if (track_above) {
@@ -127,12 +165,15 @@ __global__ void __launch_bounds__(kThreads) histogram_kernel(const scalar_t* __r
   }
 }
 
-// One block of kSelectThreads threads; thread t owns bins [t * kBinsPerThread, (t + 1) * kBinsPerThread).
+// One block of kSelectThreads threads per segment; thread t owns bins [t * kBinsPerThread,
+// (t + 1) * kBinsPerThread).
 template <typename scalar_t>
 __global__ void __launch_bounds__(kSelectThreads) select_digit_kernel(int shift, bool last,
-                                                                       SelectState<scalar_t>* state,
-                                                                       count_t* histogram) {
+                                                                       SelectState<scalar_t>* states,
+                                                                       count_t* histograms) {
   using key_t = typename KeyOf<scalar_t>::type;
+  SelectState<scalar_t>* state = states + blockIdx.x;
+  count_t* histogram = histograms + blockIdx.x * kBins;
   __shared__ count_t scan[kSelectThreads];
   __shared__ int next_bin[kSelectThreads];
   __shared__ int chosen;
@@ -215,8 +256,14 @@ __global__ void __launch_bounds__(kSelectThreads) select_digit_kernel(int shift,
   }
 }
 
+// One thread per segment.
 template <typename scalar_t>
-__global__ void threshold_kernel(SelectState<scalar_t>* state, bool need_above, scalar_t weight) {
+__global__ void threshold_kernel(const Segments<scalar_t> segments, int count, SelectState<scalar_t>* states) {
+  const int segment = blockIdx.x * blockDim.x + threadIdx.x;
+  if (segment >= count) return;
+  SelectState<scalar_t>* state = states + segment;
+  const bool need_above = segments.need_above[segment];
+  const scalar_t weight = segments.weight[segment];
   scalar_t lower;
   scalar_t upper;
   if (state->has_nan) {
@@ -230,10 +277,13 @@ __global__ void threshold_kernel(SelectState<scalar_t>* state, bool need_above, 
   state->threshold = lerp(lower, upper, weight);
 }
 
+// Grid (blocks, segments).
 template <typename scalar_t>
-__global__ void mask_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out, int64_t n,
-                            const SelectState<scalar_t>* state) {
-  const scalar_t threshold = state->threshold;
+__global__ void mask_kernel(const Segments<scalar_t> segments, const SelectState<scalar_t>* states) {
+  const scalar_t* __restrict__ x = segments.x[blockIdx.y];
+  scalar_t* __restrict__ out = segments.out[blockIdx.y];
+  const int64_t n = segments.n[blockIdx.y];
+  const scalar_t threshold = states[blockIdx.y].threshold;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
     out[i] = mask_value(x[i], threshold);
@@ -245,60 +295,108 @@ unsigned int grid_size(int64_t n, int64_t sm_count, int blocks_per_sm) {
   return static_cast<unsigned int>(std::max<int64_t>(1, std::min(wanted, cap)));
 }
 
+// The gate over `count` (<= kMaxSegments) contiguous score tensors: 9 launches for float32 (15
+// for float64) whatever the count.
 template <typename scalar_t>
-void percentile_mask_impl(const scalar_t* x, scalar_t* out, int64_t n, double keep, const Tensor& like) {
+void gate_segments(const Segments<scalar_t>& segments, int count, const Tensor& like) {
   using key_t = typename KeyOf<scalar_t>::type;
   using State = SelectState<scalar_t>;
-  const auto rank = quantile_rank<scalar_t>(keep, n, quantile_rank_in_double());
-  const bool need_above = rank.above != rank.below;
   const cudaStream_t stream = current_stream(like);
   const int64_t sm_count = multiprocessor_count(like);
+  int64_t largest = 0;
+  for (int i = 0; i < count; ++i) largest = std::max(largest, segments.n[i]);
 
   // Scratch from torch's allocator, on the current stream.
-  const Tensor state_buffer = torch::stable::new_empty(like, {static_cast<int64_t>(sizeof(State))}, ScalarType::Byte);
-  const Tensor histogram_buffer = torch::stable::new_empty(like, {kBins}, ScalarType::Long);
-  State* state = static_cast<State*>(state_buffer.mutable_data_ptr());
-  count_t* histogram = static_cast<count_t*>(histogram_buffer.mutable_data_ptr());
+  const Tensor state_buffer =
+      torch::stable::new_empty(like, {static_cast<int64_t>(count * sizeof(State))}, ScalarType::Byte);
+  const Tensor histogram_buffer = torch::stable::new_empty(like, {count * kBins}, ScalarType::Long);
+  State* states = static_cast<State*>(state_buffer.mutable_data_ptr());
+  count_t* histograms = static_cast<count_t*>(histogram_buffer.mutable_data_ptr());
 
-  init_kernel<scalar_t><<<1, kSelectThreads, 0, stream>>>(state, histogram, rank.below);
+  init_kernel<scalar_t><<<count, kSelectThreads, 0, stream>>>(segments, states, histograms);
   CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
-  const unsigned int histogram_blocks = grid_size(n, sm_count, 2);
+  // Blocks of a smaller tensor beyond its size return at once.
+  const dim3 histogram_grid(grid_size(largest, sm_count, 2), count);
   int shift = first_shift<key_t>();
   for (bool first = true;; first = false) {
     const bool last = shift == 0;
-    histogram_kernel<scalar_t><<<histogram_blocks, kThreads, 0, stream>>>(x, n, shift, first, last && need_above,
-                                                                          state, histogram);
+    histogram_kernel<scalar_t><<<histogram_grid, kThreads, 0, stream>>>(segments, shift, first, last, states,
+                                                                        histograms);
     CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
-    select_digit_kernel<scalar_t><<<1, kSelectThreads, 0, stream>>>(shift, last, state, histogram);
+    select_digit_kernel<scalar_t><<<count, kSelectThreads, 0, stream>>>(shift, last, states, histograms);
     CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
     if (last) break;
     shift = next_shift(shift);
   }
-  threshold_kernel<scalar_t><<<1, 1, 0, stream>>>(state, need_above, rank.weight);
+  threshold_kernel<scalar_t><<<1, kMaxSegments, 0, stream>>>(segments, count, states);
   CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
-  mask_kernel<scalar_t><<<grid_size(n, sm_count, 8), kThreads, 0, stream>>>(x, out, n, state);
+  mask_kernel<scalar_t><<<dim3(grid_size(largest, sm_count, 8), count), kThreads, 0, stream>>>(segments, states);
   CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+// Gates `inputs` (contiguous, one dtype) into `outs`, kMaxSegments tensors per launch sequence.
+template <typename scalar_t>
+void gate_all(const std::vector<Tensor>& inputs, const std::vector<Tensor>& outs, double keep) {
+  Segments<scalar_t> segments{};
+  int count = 0;
+  const bool rank_in_double = quantile_rank_in_double();
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const int64_t n = inputs[i].numel();
+    if (n > 0) {
+      const auto rank = quantile_rank<scalar_t>(keep, n, rank_in_double);
+      segments.x[count] = inputs[i].const_data_ptr<scalar_t>();
+      segments.out[count] = outs[i].mutable_data_ptr<scalar_t>();
+      segments.n[count] = n;
+      segments.below[count] = rank.below;
+      segments.weight[count] = rank.weight;
+      segments.need_above[count] = rank.above != rank.below;
+      ++count;
+    }
+    if (count == kMaxSegments || (count > 0 && i + 1 == inputs.size())) {
+      gate_segments(segments, count, inputs[i]);
+      count = 0;
+    }
+  }
+}
+
 Tensor percentile_mask_cuda(const Tensor& score, double keep) {
-  CLARENA_CHECK_FLOAT_OR_DOUBLE(score);
-  if (!(keep > 0.0 && keep <= 1.0)) fail_argument("`keep` must be in (0, 1], got ", keep);
+  check_args(score, keep);
   const DeviceGuard device_guard(score.get_device_index());
   const Tensor input = torch::stable::contiguous(score);
   Tensor out = torch::stable::new_empty(input, input.sizes());
-  if (input.numel() == 0) return out;
   dispatch_float_or_double(input.scalar_type(), [&](auto tag) {
     using scalar_t = typename decltype(tag)::type;
-    percentile_mask_impl<scalar_t>(input.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
-                                   input.numel(), keep, input);
+    gate_all<scalar_t>({input}, {out}, keep);
   });
   return out;
+}
+
+// One mask per score tensor. Every tensor is selected cold (the CPU kernel's warm start is not
+// implemented on CUDA), so the state comes back unchanged.
+std::tuple<std::vector<Tensor>, Tensor> percentile_masks_cuda(const std::vector<Tensor>& scores, double keep,
+                                                              const Tensor& state) {
+  check_batch_args(scores, keep, state);
+  const DeviceGuard device_guard(state.get_device_index());
+  std::vector<Tensor> inputs;
+  std::vector<Tensor> masks;
+  for (const Tensor& score : scores) {
+    inputs.push_back(torch::stable::contiguous(score));
+    masks.push_back(torch::stable::new_empty(inputs.back(), inputs.back().sizes()));
+  }
+  if (!scores.empty()) {
+    dispatch_float_or_double(scores[0].scalar_type(), [&](auto tag) {
+      using scalar_t = typename decltype(tag)::type;
+      gate_all<scalar_t>(inputs, masks, keep);
+    });
+  }
+  return {masks, torch::stable::clone(state)};
 }
 
 }  // namespace
 
 STABLE_TORCH_LIBRARY_IMPL(clarena, CUDA, m) {
   m.impl("percentile_mask", TORCH_BOX(&percentile_mask_cuda));
+  m.impl("percentile_masks", TORCH_BOX(&percentile_masks_cuda));
 }
 
 }  // namespace clarena::percentile_mask
