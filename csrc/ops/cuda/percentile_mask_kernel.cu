@@ -289,12 +289,6 @@ __global__ void mask_kernel(const Segments<scalar_t> segments, const SelectState
     out[i] = mask_value(x[i], threshold);
 }
 
-unsigned int grid_size(int64_t n, int64_t sm_count, int blocks_per_sm) {
-  const int64_t wanted = (n + kThreads - 1) / kThreads;
-  const int64_t cap = sm_count * blocks_per_sm;
-  return static_cast<unsigned int>(std::max<int64_t>(1, std::min(wanted, cap)));
-}
-
 // The gate over `count` (<= kMaxSegments) contiguous score tensors: 9 launches for float32 (15
 // for float64) whatever the count.
 template <typename scalar_t>
@@ -316,7 +310,7 @@ void gate_segments(const Segments<scalar_t>& segments, int count, const Tensor& 
   init_kernel<scalar_t><<<count, kSelectThreads, 0, stream>>>(segments, states, histograms);
   CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
   // Blocks of a smaller tensor beyond its size return at once.
-  const dim3 histogram_grid(grid_size(largest, sm_count, 2), count);
+  const dim3 histogram_grid(grid_size(largest, kThreads, sm_count, 2), count);
   int shift = first_shift<key_t>();
   for (bool first = true;; first = false) {
     const bool last = shift == 0;
@@ -330,7 +324,7 @@ void gate_segments(const Segments<scalar_t>& segments, int count, const Tensor& 
   }
   threshold_kernel<scalar_t><<<1, kMaxSegments, 0, stream>>>(segments, count, states);
   CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
-  mask_kernel<scalar_t><<<dim3(grid_size(largest, sm_count, 8), count), kThreads, 0, stream>>>(segments, states);
+  mask_kernel<scalar_t><<<dim3(grid_size(largest, kThreads, sm_count, 8), count), kThreads, 0, stream>>>(segments, states);
   CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
