@@ -5,17 +5,16 @@
 // small device buffer and every step is a kernel on the current stream: no host synchronisation,
 // so the op can be captured in a CUDA graph.
 //
-// Per radix digit (shifts from percentile_mask.h: 3 digits for float32, 6 for float64):
-//   histogram_kernel     counts the digit of each key whose already selected high bits equal the
-//                        prefix; the first pass also flags NaN, the last one (when the upper order
-//                        statistic is needed) also finds the smallest key above every candidate;
-//   select_digit_kernel  one block per tensor: the digit that holds the target rank narrows the
-//                        prefix and the rank. After the last digit the prefix is the exact key of
-//                        rank `below`; the block also records how many keys equal it and the next
-//                        larger key, which give the order statistic of rank `below + 1`.
-// Then threshold_kernel (one thread per tensor) interpolates with the shared lerp, and mask_kernel
-// compares: init + 2 per digit + 2 = 9 launches for float32 (15 for float64) per kMaxSegments
-// tensors.
+// One histogram_kernel launch per radix digit (shifts from percentile_mask.h: 3 digits for
+// float32, 6 for float64). It counts the digit of each key whose already selected high bits equal
+// the prefix; the first pass also flags NaN, the last one (when the upper order statistic is
+// needed) also finds the smallest key above every candidate. The last block to finish a tensor's
+// histogram (a per-tensor ticket taken after a memory fence) then selects the digit that holds the
+// target rank, narrowing the prefix and the rank. After the last digit the prefix is the exact key
+// of rank `below`; that block also records how many keys equal it and the next larger key, which
+// give the order statistic of rank `below + 1`, and interpolates the threshold with the shared
+// lerp. Then mask_kernel compares: init + 1 per digit + mask = 5 launches for float32 (8 for
+// float64) per kMaxSegments tensors.
 #include <torch/csrc/stable/library.h>
 #include <torch/csrc/stable/ops.h>
 #include <torch/csrc/stable/tensor.h>
@@ -34,10 +33,9 @@
 namespace clarena::percentile_mask {
 namespace {
 
-constexpr int kThreads = 256;        // histogram and compare blocks
-constexpr int kSelectThreads = 256;  // the single digit-selection block
-constexpr int kBinsPerThread = kBins / kSelectThreads;
-static_assert(kBins % kSelectThreads == 0, "every selection thread owns the same number of bins");
+constexpr int kThreads = 256;  // histogram (and digit selection) and compare blocks
+constexpr int kBinsPerThread = kBins / kThreads;
+static_assert(kBins % kThreads == 0, "every selection thread owns the same number of bins");
 
 using count_t = unsigned long long;  // element counts: exact beyond 2^32 elements
 
@@ -62,6 +60,7 @@ struct SelectState {
   count_t rank;       // rank of the target among the keys that match `prefix` on `known`
   count_t equal;      // after the last digit: how many keys equal the key of rank `below`
   unsigned int has_nan;
+  unsigned int finished;  // blocks done with the current histogram pass
   scalar_t threshold;
 };
 
@@ -114,68 +113,18 @@ __global__ void init_kernel(const Segments<scalar_t> segments, SelectState<scala
     state->rank = static_cast<count_t>(segments.below[blockIdx.x]);
     state->equal = 0;
     state->has_nan = 0;
+    state->finished = 0;
     state->threshold = scalar_t(0);
   }
 }
 
-// Grid (blocks, segments).
+// Run by the whole last block of a segment's histogram pass, once every other block's counts are
+// in `histogram`; thread t owns bins [t * kBinsPerThread, (t + 1) * kBinsPerThread).
 template <typename scalar_t>
-__global__ void __launch_bounds__(kThreads) histogram_kernel(const Segments<scalar_t> segments, int shift,
-                                                              bool check_nan, bool last,
-                                                              SelectState<scalar_t>* states, count_t* histograms) {
+__device__ void select_digit(int shift, bool last, SelectState<scalar_t>* state, count_t* histogram) {
   using key_t = typename KeyOf<scalar_t>::type;
-  const scalar_t* __restrict__ x = segments.x[blockIdx.y];
-  const int64_t n = segments.n[blockIdx.y];
-  const bool track_above = last && segments.need_above[blockIdx.y];
-  SelectState<scalar_t>* state = states + blockIdx.y;
-  count_t* histogram = histograms + blockIdx.y * kBins;
-  // 32-bit shared counters (native shared-memory atomics; 64-bit ones are a compare-and-swap
-  // loop): a block counts fewer than 2^32 keys for any n below 2^32 times the grid size.
-  __shared__ unsigned int bins[kBins];
-  __shared__ key_t reduce[kThreads];
-  for (int bin = threadIdx.x; bin < kBins; bin += blockDim.x) bins[bin] = 0;
-  __syncthreads();
-
-  const key_t prefix = state->prefix;
-  const key_t known = state->known;
-  bool nan = false;
-  key_t smallest_above = kNoKey<key_t>;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const scalar_t value = x[i];
-    if (check_nan) nan |= (value != value);
-    const key_t key = to_key(value);
-    const key_t high = key & known;
-    if (high == prefix) {
-      increment_aggregated(&bins[digit(key, shift)]);
-    } else if (track_above && high > prefix && key < smallest_above) {
-      // Left behind by an earlier digit for being larger: `known` is a run of top bits, so the
-      // masked comparison orders it above every remaining candidate.
-      smallest_above = key;
-    }
-  }
-  __syncthreads();
-  for (int bin = threadIdx.x; bin < kBins; bin += blockDim.x)
-    if (bins[bin] != 0) atomicAdd(&histogram[bin], static_cast<count_t>(bins[bin]));
-
-  if (check_nan && __syncthreads_or(nan) && threadIdx.x == 0) atomicOr(&state->has_nan, 1u);
-  if (track_above) {
-    const key_t block_smallest = block_min(smallest_above, reduce);
-    if (threadIdx.x == 0 && block_smallest != kNoKey<key_t>) atomic_min_key(&state->above, block_smallest);
-  }
-}
-
-// One block of kSelectThreads threads per segment; thread t owns bins [t * kBinsPerThread,
-// (t + 1) * kBinsPerThread).
-template <typename scalar_t>
-__global__ void __launch_bounds__(kSelectThreads) select_digit_kernel(int shift, bool last,
-                                                                       SelectState<scalar_t>* states,
-                                                                       count_t* histograms) {
-  using key_t = typename KeyOf<scalar_t>::type;
-  SelectState<scalar_t>* state = states + blockIdx.x;
-  count_t* histogram = histograms + blockIdx.x * kBins;
-  __shared__ count_t scan[kSelectThreads];
-  __shared__ int next_bin[kSelectThreads];
+  __shared__ count_t scan[kThreads];
+  __shared__ int next_bin[kThreads];
   __shared__ int chosen;
   __shared__ count_t chosen_before;
   __shared__ count_t chosen_count;
@@ -186,7 +135,7 @@ __global__ void __launch_bounds__(kSelectThreads) select_digit_kernel(int shift,
   count_t total = 0;
 #pragma unroll
   for (int k = 0; k < kBinsPerThread; ++k) {
-    counts[k] = histogram[first_bin + k];
+    counts[k] = __ldcg(histogram + first_bin + k);  // from L2, where the other blocks' atomics landed
     total += counts[k];
   }
   if (tid == 0) {
@@ -197,7 +146,7 @@ __global__ void __launch_bounds__(kSelectThreads) select_digit_kernel(int shift,
   // Inclusive scan of the per-thread totals (Hillis-Steele).
   scan[tid] = total;
   __syncthreads();
-  for (int offset = 1; offset < kSelectThreads; offset *= 2) {
+  for (int offset = 1; offset < kThreads; offset *= 2) {
     const count_t add = tid >= offset ? scan[tid - offset] : count_t(0);
     __syncthreads();
     scan[tid] += add;
@@ -248,25 +197,22 @@ __global__ void __launch_bounds__(kSelectThreads) select_digit_kernel(int shift,
     state->rank = rank - chosen_before;
     if (last) {
       state->equal = chosen_count;
-      if (next < kBins) {
-        const key_t next_key = base | (key_t(next) << shift);
-        if (next_key < state->above) state->above = next_key;
-      }
+      // `above` may hold the other blocks' atomicMin results: read it past L1.
+      const key_t above = *static_cast<volatile key_t*>(&state->above);
+      const key_t next_key = next < kBins ? base | (key_t(next) << shift) : kNoKey<key_t>;
+      state->above = next_key < above ? next_key : above;
     }
   }
 }
 
-// One thread per segment.
+// One thread, after the last digit's selection.
 template <typename scalar_t>
-__global__ void threshold_kernel(const Segments<scalar_t> segments, int count, SelectState<scalar_t>* states) {
-  const int segment = blockIdx.x * blockDim.x + threadIdx.x;
-  if (segment >= count) return;
-  SelectState<scalar_t>* state = states + segment;
+__device__ void interpolate_threshold(const Segments<scalar_t>& segments, int segment, SelectState<scalar_t>* state) {
   const bool need_above = segments.need_above[segment];
   const scalar_t weight = segments.weight[segment];
   scalar_t lower;
   scalar_t upper;
-  if (state->has_nan) {
+  if (*static_cast<volatile unsigned int*>(&state->has_nan)) {
     lower = upper = std::numeric_limits<scalar_t>::quiet_NaN();  // as torch.quantile gives
   } else {
     lower = from_key<scalar_t>(state->prefix);
@@ -275,6 +221,71 @@ __global__ void threshold_kernel(const Segments<scalar_t> segments, int count, S
     upper = (need_above && !another_equal) ? from_key<scalar_t>(state->above) : lower;
   }
   state->threshold = lerp(lower, upper, weight);
+}
+
+// Grid (blocks, segments).
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads) histogram_kernel(const Segments<scalar_t> segments, int shift,
+                                                              bool check_nan, bool last,
+                                                              SelectState<scalar_t>* states, count_t* histograms) {
+  using key_t = typename KeyOf<scalar_t>::type;
+  const scalar_t* __restrict__ x = segments.x[blockIdx.y];
+  const int64_t n = segments.n[blockIdx.y];
+  const bool track_above = last && segments.need_above[blockIdx.y];
+  SelectState<scalar_t>* state = states + blockIdx.y;
+  count_t* histogram = histograms + blockIdx.y * kBins;
+  // 32-bit shared counters (native shared-memory atomics; 64-bit ones are a compare-and-swap
+  // loop): a block counts fewer than 2^32 keys for any n below 2^32 times the grid size.
+  __shared__ unsigned int bins[kBins];
+  __shared__ key_t reduce[kThreads];
+  for (int bin = threadIdx.x; bin < kBins; bin += blockDim.x) bins[bin] = 0;
+  __syncthreads();
+
+  const key_t prefix = state->prefix;
+  const key_t known = state->known;
+  bool nan = false;
+  key_t smallest_above = kNoKey<key_t>;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const scalar_t value = x[i];
+    if (check_nan) nan |= (value != value);
+    const key_t key = to_key(value);
+    const key_t high = key & known;
+    if (high == prefix) {
+      increment_aggregated(&bins[digit(key, shift)]);
+    } else if (track_above && high > prefix && key < smallest_above) {
+      // Left behind by an earlier digit for being larger: `known` is a run of top bits, so the
+      // masked comparison orders it above every remaining candidate.
+      smallest_above = key;
+    }
+  }
+  __syncthreads();
+  for (int bin = threadIdx.x; bin < kBins; bin += blockDim.x)
+    if (bins[bin] != 0) atomicAdd(&histogram[bin], static_cast<count_t>(bins[bin]));
+
+  if (check_nan && __syncthreads_or(nan) && threadIdx.x == 0) atomicOr(&state->has_nan, 1u);
+  if (track_above) {
+    const key_t block_smallest = block_min(smallest_above, reduce);
+    if (threadIdx.x == 0 && block_smallest != kNoKey<key_t>) atomic_min_key(&state->above, block_smallest);
+  }
+
+  // The last block of the segment to get here selects the digit (no extra launch, no host sync):
+  // after the barrier, thread 0's fence publishes the whole block's updates before it takes a
+  // ticket, and the last block's fence orders its reads after every other block's updates.
+  __shared__ bool is_last;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    is_last = atomicAdd(&state->finished, 1u) == gridDim.x - 1;
+  }
+  __syncthreads();
+  if (!is_last) return;
+  __threadfence();
+  select_digit(shift, last, state, histogram);
+  if (threadIdx.x == 0) {
+    state->finished = 0;  // for the next pass
+    if (last) interpolate_threshold(segments, blockIdx.y, state);
+  }
 }
 
 // Grid (blocks, segments).
@@ -289,7 +300,7 @@ __global__ void mask_kernel(const Segments<scalar_t> segments, const SelectState
     out[i] = mask_value(x[i], threshold);
 }
 
-// The gate over `count` (<= kMaxSegments) contiguous score tensors: 9 launches for float32 (15
+// The gate over `count` (<= kMaxSegments) contiguous score tensors: 5 launches for float32 (8
 // for float64) whatever the count.
 template <typename scalar_t>
 void gate_segments(const Segments<scalar_t>& segments, int count, const Tensor& like) {
@@ -307,7 +318,7 @@ void gate_segments(const Segments<scalar_t>& segments, int count, const Tensor& 
   State* states = static_cast<State*>(state_buffer.mutable_data_ptr());
   count_t* histograms = static_cast<count_t*>(histogram_buffer.mutable_data_ptr());
 
-  init_kernel<scalar_t><<<count, kSelectThreads, 0, stream>>>(segments, states, histograms);
+  init_kernel<scalar_t><<<count, kThreads, 0, stream>>>(segments, states, histograms);
   CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
   // Blocks of a smaller tensor beyond its size return at once.
   const dim3 histogram_grid(grid_size(largest, kThreads, sm_count, 2), count);
@@ -317,13 +328,9 @@ void gate_segments(const Segments<scalar_t>& segments, int count, const Tensor& 
     histogram_kernel<scalar_t><<<histogram_grid, kThreads, 0, stream>>>(segments, shift, first, last, states,
                                                                         histograms);
     CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
-    select_digit_kernel<scalar_t><<<count, kSelectThreads, 0, stream>>>(shift, last, states, histograms);
-    CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
     if (last) break;
     shift = next_shift(shift);
   }
-  threshold_kernel<scalar_t><<<1, kMaxSegments, 0, stream>>>(segments, count, states);
-  CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
   mask_kernel<scalar_t><<<dim3(grid_size(largest, kThreads, sm_count, 8), count), kThreads, 0, stream>>>(segments, states);
   CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
 }
