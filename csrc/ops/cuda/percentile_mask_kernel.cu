@@ -20,6 +20,7 @@
 #include <torch/csrc/stable/tensor.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <limits>
 #include <tuple>
 #include <vector>
@@ -82,6 +83,51 @@ __device__ __forceinline__ void atomic_min_key(uint64_t* address, uint64_t value
 __device__ __forceinline__ void increment_aggregated(unsigned int* bin) {
   const unsigned int peers = __match_any_sync(__activemask(), reinterpret_cast<unsigned long long>(bin));
   if (static_cast<int>(threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(bin, static_cast<unsigned int>(__popc(peers)));
+}
+
+// One 16-byte load: four floats or two doubles.
+template <typename scalar_t>
+struct Vector16;
+template <>
+struct Vector16<float> {
+  using type = float4;
+};
+template <>
+struct Vector16<double> {
+  using type = double2;
+};
+constexpr int kLoadsInFlight = 4;  // independent vector loads issued by a thread before it uses one
+
+// visit(i, x[i]) for this thread's share of x[0, n) in a grid-stride loop. The 16-byte-aligned
+// body is read in vector loads, kLoadsInFlight at a time to hide memory latency; the few
+// elements before the first 16-byte boundary (x is aligned to its element size) and after the
+// last whole vector are read one by one.
+template <typename scalar_t, typename Visit>
+__device__ __forceinline__ void for_each_score(const scalar_t* __restrict__ x, int64_t n, Visit&& visit) {
+  using vector_t = typename Vector16<scalar_t>::type;
+  constexpr int kWidth = sizeof(vector_t) / sizeof(scalar_t);
+  const int64_t thread = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t misaligned = static_cast<int64_t>(reinterpret_cast<uintptr_t>(x) % sizeof(vector_t) / sizeof(scalar_t));
+  const int64_t head = misaligned == 0 ? 0 : std::min<int64_t>(n, kWidth - misaligned);
+  if (thread < head) visit(thread, x[thread]);
+  const vector_t* __restrict__ body = reinterpret_cast<const vector_t*>(x + head);
+  const int64_t vectors = (n - head) / kWidth;
+  const auto visit_lanes = [&](int64_t v, const vector_t& loaded) {
+    const scalar_t* lanes = reinterpret_cast<const scalar_t*>(&loaded);
+#pragma unroll
+    for (int k = 0; k < kWidth; ++k) visit(head + v * kWidth + k, lanes[k]);
+  };
+  int64_t v = thread;
+  for (; v + (kLoadsInFlight - 1) * stride < vectors; v += kLoadsInFlight * stride) {
+    vector_t loaded[kLoadsInFlight];
+#pragma unroll
+    for (int u = 0; u < kLoadsInFlight; ++u) loaded[u] = body[v + u * stride];
+#pragma unroll
+    for (int u = 0; u < kLoadsInFlight; ++u) visit_lanes(v + u * stride, loaded[u]);
+  }
+  for (; v < vectors; v += stride) visit_lanes(v, body[v]);
+  for (int64_t i = head + vectors * kWidth + thread; i < n; i += stride) visit(i, x[i]);
 }
 
 // Minimum over the block (blockDim.x == kThreads, a power of two); the result is in every thread.
@@ -245,9 +291,7 @@ __global__ void __launch_bounds__(kThreads) histogram_kernel(const Segments<scal
   const key_t known = state->known;
   bool nan = false;
   key_t smallest_above = kNoKey<key_t>;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const scalar_t value = x[i];
+  for_each_score(x, n, [&](int64_t, scalar_t value) {
     if (check_nan) nan |= (value != value);
     const key_t key = to_key(value);
     const key_t high = key & known;
@@ -258,7 +302,7 @@ __global__ void __launch_bounds__(kThreads) histogram_kernel(const Segments<scal
       // masked comparison orders it above every remaining candidate.
       smallest_above = key;
     }
-  }
+  });
   __syncthreads();
   for (int bin = threadIdx.x; bin < kBins; bin += blockDim.x)
     if (bins[bin] != 0) atomicAdd(&histogram[bin], static_cast<count_t>(bins[bin]));
@@ -295,9 +339,7 @@ __global__ void mask_kernel(const Segments<scalar_t> segments, const SelectState
   scalar_t* __restrict__ out = segments.out[blockIdx.y];
   const int64_t n = segments.n[blockIdx.y];
   const scalar_t threshold = states[blockIdx.y].threshold;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-    out[i] = mask_value(x[i], threshold);
+  for_each_score(x, n, [&](int64_t i, scalar_t value) { out[i] = mask_value(value, threshold); });
 }
 
 // The gate over `count` (<= kMaxSegments) contiguous score tensors: 5 launches for float32 (8
