@@ -7,8 +7,10 @@
 //
 // One histogram_kernel launch per radix digit (shifts from percentile_mask.h: 3 digits for
 // float32, 6 for float64). It counts the digit of each key whose already selected high bits equal
-// the prefix; the first pass also flags NaN, the last one (when the upper order statistic is
-// needed) also finds the smallest key above every candidate. The last block to finish a tensor's
+// the prefix; the first pass also flags NaN, the second copies the keys that match the first
+// digit into a candidate buffer (AIR Top-K's filtering, Zhang et al., SC'23), and later passes
+// read only those. When the upper order statistic is needed, the filtering pass and the last one
+// also find the smallest key above every candidate. The last block to finish a tensor's
 // histogram (a per-tensor ticket taken after a memory fence) then selects the digit that holds the
 // target rank, narrowing the prefix and the rank. After the last digit the prefix is the exact key
 // of rank `below`; that block also records how many keys equal it and the next larger key, which
@@ -50,6 +52,7 @@ struct Segments {
   int64_t below[kMaxSegments];   // rank of the lower order statistic
   scalar_t weight[kMaxSegments]; // interpolation weight of the upper one
   bool need_above[kMaxSegments]; // whether the upper one is another rank
+  int64_t first_candidate[kMaxSegments];  // where the tensor's candidate keys start in the buffer
 };
 
 template <typename scalar_t>
@@ -60,6 +63,7 @@ struct SelectState {
   key_t above;        // smallest key seen above the key of rank `below` (all ones: none yet)
   count_t rank;       // rank of the target among the keys that match `prefix` on `known`
   count_t equal;      // after the last digit: how many keys equal the key of rank `below`
+  count_t candidates; // keys in the candidate buffer (those matching the first digit)
   unsigned int has_nan;
   unsigned int finished;  // blocks done with the current histogram pass
   scalar_t threshold;
@@ -96,6 +100,14 @@ template <>
 struct Vector16<double> {
   using type = double2;
 };
+template <>
+struct Vector16<uint32_t> {
+  using type = uint4;
+};
+template <>
+struct Vector16<uint64_t> {
+  using type = ulonglong2;
+};
 constexpr int kLoadsInFlight = 4;  // independent vector loads issued by a thread before it uses one
 
 // visit(i, x[i]) for this thread's share of x[0, n) in a grid-stride loop. The 16-byte-aligned
@@ -130,6 +142,19 @@ __device__ __forceinline__ void for_each_score(const scalar_t* __restrict__ x, i
   for (int64_t i = head + vectors * kWidth + thread; i < n; i += stride) visit(i, x[i]);
 }
 
+// Appends `key` at the end of `keys` (whose length is `*count`), one global atomic per warp: the
+// calling lanes take consecutive slots after the position their leader reserved for them all.
+template <typename key_t>
+__device__ __forceinline__ void append_aggregated(key_t key, key_t* keys, count_t* count) {
+  const unsigned int peers = __activemask();
+  const int lane = static_cast<int>(threadIdx.x & 31);
+  const int leader = __ffs(peers) - 1;
+  count_t start = 0;
+  if (lane == leader) start = atomicAdd(count, static_cast<count_t>(__popc(peers)));
+  start = __shfl_sync(peers, start, leader);
+  keys[start + __popc(peers & ((1u << lane) - 1u))] = key;
+}
+
 // Minimum over the block (blockDim.x == kThreads, a power of two); the result is in every thread.
 template <typename T>
 __device__ T block_min(T value, T* shared) {
@@ -158,6 +183,7 @@ __global__ void init_kernel(const Segments<scalar_t> segments, SelectState<scala
     state->above = kNoKey<key_t>;
     state->rank = static_cast<count_t>(segments.below[blockIdx.x]);
     state->equal = 0;
+    state->candidates = 0;
     state->has_nan = 0;
     state->finished = 0;
     state->threshold = scalar_t(0);
@@ -269,15 +295,23 @@ __device__ void interpolate_threshold(const Segments<scalar_t>& segments, int se
   state->threshold = lerp(lower, upper, weight);
 }
 
-// Grid (blocks, segments).
+// Grid (blocks, segments). Pass 0 reads every score and flags NaN; pass 1 reads every score
+// again and, unless it is the last, copies the keys that match the first digit (those it counts)
+// into the candidate buffer; later passes read the candidates only.
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads) histogram_kernel(const Segments<scalar_t> segments, int shift,
-                                                              bool check_nan, bool last,
-                                                              SelectState<scalar_t>* states, count_t* histograms) {
+                                                              int pass, bool last, SelectState<scalar_t>* states,
+                                                              count_t* histograms,
+                                                              typename KeyOf<scalar_t>::type* candidate_buffer) {
   using key_t = typename KeyOf<scalar_t>::type;
   const scalar_t* __restrict__ x = segments.x[blockIdx.y];
   const int64_t n = segments.n[blockIdx.y];
-  const bool track_above = last && segments.need_above[blockIdx.y];
+  key_t* candidates = candidate_buffer + segments.first_candidate[blockIdx.y];
+  const bool check_nan = pass == 0;
+  const bool filter = pass == 1 && !last;
+  // Larger keys are left behind by the digits before the last one, and, once filtered out, are
+  // not read again: the smallest of them is looked for in the last pass and in the filtering one.
+  const bool track_above = (last || filter) && segments.need_above[blockIdx.y];
   SelectState<scalar_t>* state = states + blockIdx.y;
   count_t* histogram = histograms + blockIdx.y * kBins;
   // 32-bit shared counters (native shared-memory atomics; 64-bit ones are a compare-and-swap
@@ -291,18 +325,26 @@ __global__ void __launch_bounds__(kThreads) histogram_kernel(const Segments<scal
   const key_t known = state->known;
   bool nan = false;
   key_t smallest_above = kNoKey<key_t>;
-  for_each_score(x, n, [&](int64_t, scalar_t value) {
-    if (check_nan) nan |= (value != value);
-    const key_t key = to_key(value);
+  const auto count_key = [&](key_t key) {
     const key_t high = key & known;
     if (high == prefix) {
       increment_aggregated(&bins[digit(key, shift)]);
+      if (filter) append_aggregated(key, candidates, &state->candidates);
     } else if (track_above && high > prefix && key < smallest_above) {
       // Left behind by an earlier digit for being larger: `known` is a run of top bits, so the
       // masked comparison orders it above every remaining candidate.
       smallest_above = key;
     }
-  });
+  };
+  if (pass < 2) {
+    for_each_score(x, n, [&](int64_t, scalar_t value) {
+      if (check_nan) nan |= (value != value);
+      count_key(to_key(value));
+    });
+  } else {
+    // Written by pass 1, an earlier launch.
+    for_each_score(candidates, static_cast<int64_t>(state->candidates), [&](int64_t, key_t key) { count_key(key); });
+  }
   __syncthreads();
   for (int bin = threadIdx.x; bin < kBins; bin += blockDim.x)
     if (bins[bin] != 0) atomicAdd(&histogram[bin], static_cast<count_t>(bins[bin]));
@@ -357,18 +399,23 @@ void gate_segments(const Segments<scalar_t>& segments, int count, const Tensor& 
   const Tensor state_buffer =
       torch::stable::new_empty(like, {static_cast<int64_t>(count * sizeof(State))}, ScalarType::Byte);
   const Tensor histogram_buffer = torch::stable::new_empty(like, {count * kBins}, ScalarType::Long);
+  // Room for every key: no allocation depends on a count only the device knows.
+  const int64_t total = segments.first_candidate[count - 1] + segments.n[count - 1];
+  const Tensor candidate_buffer =
+      torch::stable::new_empty(like, {static_cast<int64_t>(total * sizeof(key_t))}, ScalarType::Byte);
   State* states = static_cast<State*>(state_buffer.mutable_data_ptr());
   count_t* histograms = static_cast<count_t*>(histogram_buffer.mutable_data_ptr());
+  key_t* candidates = static_cast<key_t*>(candidate_buffer.mutable_data_ptr());
 
   init_kernel<scalar_t><<<count, kThreads, 0, stream>>>(segments, states, histograms);
   CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
   // Blocks of a smaller tensor beyond its size return at once.
   const dim3 histogram_grid(grid_size(largest, kThreads, sm_count, 2), count);
   int shift = first_shift<key_t>();
-  for (bool first = true;; first = false) {
+  for (int pass = 0;; ++pass) {
     const bool last = shift == 0;
-    histogram_kernel<scalar_t><<<histogram_grid, kThreads, 0, stream>>>(segments, shift, first, last, states,
-                                                                        histograms);
+    histogram_kernel<scalar_t><<<histogram_grid, kThreads, 0, stream>>>(segments, shift, pass, last, states,
+                                                                        histograms, candidates);
     CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
     if (last) break;
     shift = next_shift(shift);
@@ -382,6 +429,7 @@ template <typename scalar_t>
 void gate_all(const std::vector<Tensor>& inputs, const std::vector<Tensor>& outs, double keep) {
   Segments<scalar_t> segments{};
   int count = 0;
+  int64_t keys = 0;  // in the segments so far
   const bool rank_in_double = quantile_rank_in_double();
   for (size_t i = 0; i < inputs.size(); ++i) {
     const int64_t n = inputs[i].numel();
@@ -393,11 +441,14 @@ void gate_all(const std::vector<Tensor>& inputs, const std::vector<Tensor>& outs
       segments.below[count] = rank.below;
       segments.weight[count] = rank.weight;
       segments.need_above[count] = rank.above != rank.below;
+      segments.first_candidate[count] = keys;
+      keys += n;
       ++count;
     }
     if (count == kMaxSegments || (count > 0 && i + 1 == inputs.size())) {
       gate_segments(segments, count, inputs[i]);
       count = 0;
+      keys = 0;
     }
   }
 }
