@@ -89,7 +89,7 @@ __device__ __forceinline__ void increment_aggregated(unsigned int* bin) {
   if (static_cast<int>(threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(bin, static_cast<unsigned int>(__popc(peers)));
 }
 
-// One 16-byte load: four floats or two doubles.
+// A 16-byte vector of four 32-bit or two 64-bit elements (scores or their keys), read in one load.
 template <typename scalar_t>
 struct Vector16;
 template <>
@@ -115,7 +115,7 @@ constexpr int kLoadsInFlight = 4;  // independent vector loads issued by a threa
 // elements before the first 16-byte boundary (x is aligned to its element size) and after the
 // last whole vector are read one by one.
 template <typename scalar_t, typename Visit>
-__device__ __forceinline__ void for_each_score(const scalar_t* __restrict__ x, int64_t n, Visit&& visit) {
+__device__ __forceinline__ void for_each_element(const scalar_t* __restrict__ x, int64_t n, Visit&& visit) {
   using vector_t = typename Vector16<scalar_t>::type;
   constexpr int kWidth = sizeof(vector_t) / sizeof(scalar_t);
   const int64_t thread = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -337,13 +337,13 @@ __global__ void __launch_bounds__(kThreads) histogram_kernel(const Segments<scal
     }
   };
   if (pass < 2) {
-    for_each_score(x, n, [&](int64_t, scalar_t value) {
+    for_each_element(x, n, [&](int64_t, scalar_t value) {
       if (check_nan) nan |= (value != value);
       count_key(to_key(value));
     });
   } else {
     // Written by pass 1, an earlier launch.
-    for_each_score(candidates, static_cast<int64_t>(state->candidates), [&](int64_t, key_t key) { count_key(key); });
+    for_each_element(candidates, static_cast<int64_t>(state->candidates), [&](int64_t, key_t key) { count_key(key); });
   }
   __syncthreads();
   for (int bin = threadIdx.x; bin < kBins; bin += blockDim.x)
@@ -381,7 +381,7 @@ __global__ void mask_kernel(const Segments<scalar_t> segments, const SelectState
   scalar_t* __restrict__ out = segments.out[blockIdx.y];
   const int64_t n = segments.n[blockIdx.y];
   const scalar_t threshold = states[blockIdx.y].threshold;
-  for_each_score(x, n, [&](int64_t i, scalar_t value) { out[i] = mask_value(value, threshold); });
+  for_each_element(x, n, [&](int64_t i, scalar_t value) { out[i] = mask_value(value, threshold); });
 }
 
 // The gate over `count` (<= kMaxSegments) contiguous score tensors: 5 launches for float32 (8
