@@ -23,8 +23,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "common/checks.h"
@@ -89,25 +91,9 @@ __device__ __forceinline__ void increment_aggregated(unsigned int* bin) {
   if (static_cast<int>(threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(bin, static_cast<unsigned int>(__popc(peers)));
 }
 
-// A 16-byte vector of four 32-bit or two 64-bit elements (scores or their keys), read in one load.
-template <typename scalar_t>
-struct Vector16;
-template <>
-struct Vector16<float> {
-  using type = float4;
-};
-template <>
-struct Vector16<double> {
-  using type = double2;
-};
-template <>
-struct Vector16<uint32_t> {
-  using type = uint4;
-};
-template <>
-struct Vector16<uint64_t> {
-  using type = ulonglong2;
-};
+// 16 bytes of 32-bit or 64-bit elements (scores or their keys), read in one load as raw bits.
+template <typename element_t>
+using Vector16 = std::conditional_t<sizeof(element_t) == 4, uint4, ulonglong2>;
 constexpr int kLoadsInFlight = 4;  // independent vector loads issued by a thread before it uses one
 
 // visit(i, x[i]) for this thread's share of x[0, n) in a grid-stride loop. The 16-byte-aligned
@@ -116,7 +102,8 @@ constexpr int kLoadsInFlight = 4;  // independent vector loads issued by a threa
 // last whole vector are read one by one.
 template <typename scalar_t, typename Visit>
 __device__ __forceinline__ void for_each_element(const scalar_t* __restrict__ x, int64_t n, Visit&& visit) {
-  using vector_t = typename Vector16<scalar_t>::type;
+  static_assert(sizeof(scalar_t) == 4 || sizeof(scalar_t) == 8, "32-bit or 64-bit elements");
+  using vector_t = Vector16<scalar_t>;
   constexpr int kWidth = sizeof(vector_t) / sizeof(scalar_t);
   const int64_t thread = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -126,7 +113,8 @@ __device__ __forceinline__ void for_each_element(const scalar_t* __restrict__ x,
   const vector_t* __restrict__ body = reinterpret_cast<const vector_t*>(x + head);
   const int64_t vectors = (n - head) / kWidth;
   const auto visit_lanes = [&](int64_t v, const vector_t& loaded) {
-    const scalar_t* lanes = reinterpret_cast<const scalar_t*>(&loaded);
+    scalar_t lanes[kWidth];
+    memcpy(lanes, &loaded, sizeof(lanes));  // register moves, without type punning
 #pragma unroll
     for (int k = 0; k < kWidth; ++k) visit(head + v * kWidth + k, lanes[k]);
   };
