@@ -112,7 +112,7 @@ __device__ __forceinline__ void for_each_element(const scalar_t* __restrict__ x,
   if (thread < head) visit(thread, x[thread]);
   const vector_t* __restrict__ body = reinterpret_cast<const vector_t*>(x + head);
   const int64_t vectors = (n - head) / kWidth;
-  const auto visit_lanes = [&](int64_t v, const vector_t& loaded) {
+  const auto visit_lanes = [&](int64_t v, const vector_t loaded) {
     scalar_t lanes[kWidth];
     memcpy(lanes, &loaded, sizeof(lanes));  // register moves, without type punning
 #pragma unroll
@@ -122,11 +122,11 @@ __device__ __forceinline__ void for_each_element(const scalar_t* __restrict__ x,
   for (; v + (kLoadsInFlight - 1) * stride < vectors; v += kLoadsInFlight * stride) {
     vector_t loaded[kLoadsInFlight];
 #pragma unroll
-    for (int u = 0; u < kLoadsInFlight; ++u) loaded[u] = body[v + u * stride];
+    for (int u = 0; u < kLoadsInFlight; ++u) loaded[u] = __ldg(body + v + u * stride);
 #pragma unroll
     for (int u = 0; u < kLoadsInFlight; ++u) visit_lanes(v + u * stride, loaded[u]);
   }
-  for (; v < vectors; v += stride) visit_lanes(v, body[v]);
+  for (; v < vectors; v += stride) visit_lanes(v, __ldg(body + v));
   for (int64_t i = head + vectors * kWidth + thread; i < n; i += stride) visit(i, x[i]);
 }
 
