@@ -94,40 +94,48 @@ __device__ __forceinline__ void increment_aggregated(unsigned int* bin) {
 // 16 bytes of 32-bit or 64-bit elements (scores or their keys), read in one load as raw bits.
 template <typename element_t>
 using Vector16 = std::conditional_t<sizeof(element_t) == 4, uint4, ulonglong2>;
+template <typename element_t>
+constexpr int kLanes = sizeof(Vector16<element_t>) / sizeof(element_t);
 constexpr int kLoadsInFlight = 4;  // independent vector loads issued by a thread before it uses one
 
-// visit(i, x[i]) for this thread's share of x[0, n) in a grid-stride loop. The 16-byte-aligned
-// body is read in vector loads, kLoadsInFlight at a time to hide memory latency; the few
-// elements before the first 16-byte boundary (x is aligned to its element size) and after the
-// last whole vector are read one by one.
-template <typename scalar_t, typename Visit>
-__device__ __forceinline__ void for_each_element(const scalar_t* __restrict__ x, int64_t n, Visit&& visit) {
+// This thread's share of x[0, n) in a grid-stride loop: visit_vector(i, x[i, i + kLanes)) for
+// the 16-byte-aligned body, read in vector loads kLoadsInFlight at a time to hide memory latency,
+// and visit_one(i, x[i]) for the few elements before the first 16-byte boundary (x is aligned to
+// its element size) and after the last whole vector.
+template <typename scalar_t, typename VisitOne, typename VisitVector>
+__device__ __forceinline__ void for_each_vector(const scalar_t* __restrict__ x, int64_t n, VisitOne&& visit_one,
+                                                VisitVector&& visit_vector) {
   static_assert(sizeof(scalar_t) == 4 || sizeof(scalar_t) == 8, "32-bit or 64-bit elements");
   using vector_t = Vector16<scalar_t>;
-  constexpr int kWidth = sizeof(vector_t) / sizeof(scalar_t);
+  constexpr int kWidth = kLanes<scalar_t>;
   const int64_t thread = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t misaligned = static_cast<int64_t>(reinterpret_cast<uintptr_t>(x) % sizeof(vector_t) / sizeof(scalar_t));
   const int64_t head = misaligned == 0 ? 0 : std::min<int64_t>(n, kWidth - misaligned);
-  if (thread < head) visit(thread, x[thread]);
+  if (thread < head) visit_one(thread, x[thread]);
   const vector_t* __restrict__ body = reinterpret_cast<const vector_t*>(x + head);
   const int64_t vectors = (n - head) / kWidth;
-  const auto visit_lanes = [&](int64_t v, const vector_t loaded) {
-    scalar_t lanes[kWidth];
-    memcpy(lanes, &loaded, sizeof(lanes));  // register moves, without type punning
-#pragma unroll
-    for (int k = 0; k < kWidth; ++k) visit(head + v * kWidth + k, lanes[k]);
-  };
   int64_t v = thread;
   for (; v + (kLoadsInFlight - 1) * stride < vectors; v += kLoadsInFlight * stride) {
     vector_t loaded[kLoadsInFlight];
 #pragma unroll
     for (int u = 0; u < kLoadsInFlight; ++u) loaded[u] = __ldg(body + v + u * stride);
 #pragma unroll
-    for (int u = 0; u < kLoadsInFlight; ++u) visit_lanes(v + u * stride, loaded[u]);
+    for (int u = 0; u < kLoadsInFlight; ++u) visit_vector(head + (v + u * stride) * kWidth, loaded[u]);
   }
-  for (; v < vectors; v += stride) visit_lanes(v, __ldg(body + v));
-  for (int64_t i = head + vectors * kWidth + thread; i < n; i += stride) visit(i, x[i]);
+  for (; v < vectors; v += stride) visit_vector(head + v * kWidth, __ldg(body + v));
+  for (int64_t i = head + vectors * kWidth + thread; i < n; i += stride) visit_one(i, x[i]);
+}
+
+// visit(i, x[i]) for this thread's share of x[0, n), read as for_each_vector reads it.
+template <typename scalar_t, typename Visit>
+__device__ __forceinline__ void for_each_element(const scalar_t* __restrict__ x, int64_t n, Visit&& visit) {
+  for_each_vector(x, n, visit, [&](int64_t first, const Vector16<scalar_t> loaded) {
+    scalar_t lanes[kLanes<scalar_t>];
+    memcpy(lanes, &loaded, sizeof(lanes));  // register moves, without type punning
+#pragma unroll
+    for (int k = 0; k < kLanes<scalar_t>; ++k) visit(first + k, lanes[k]);
+  });
 }
 
 // Appends `key` at the end of `keys` (whose length is `*count`), one global atomic per warp: the
@@ -369,7 +377,24 @@ __global__ void mask_kernel(const Segments<scalar_t> segments, const SelectState
   scalar_t* __restrict__ out = segments.out[blockIdx.y];
   const int64_t n = segments.n[blockIdx.y];
   const scalar_t threshold = states[blockIdx.y].threshold;
-  for_each_element(x, n, [&](int64_t i, scalar_t value) { out[i] = mask_value(value, threshold); });
+  const auto mask_one = [&](int64_t i, scalar_t value) { out[i] = mask_value(value, threshold); };
+  using vector_t = Vector16<scalar_t>;
+  if ((reinterpret_cast<uintptr_t>(x) - reinterpret_cast<uintptr_t>(out)) % sizeof(vector_t) != 0) {
+    for_each_element(x, n, mask_one);
+    return;
+  }
+  // Equally aligned (the usual case: both start a torch allocation): the mask is stored in
+  // vectors too, each where its scores were loaded.
+  for_each_vector(x, n, mask_one, [&](int64_t first, const vector_t loaded) {
+    scalar_t lanes[kLanes<scalar_t>];
+    memcpy(lanes, &loaded, sizeof(lanes));
+#pragma unroll
+    for (int k = 0; k < kLanes<scalar_t>; ++k) lanes[k] = mask_value(lanes[k], threshold);
+    vector_t stored;
+    memcpy(&stored, lanes, sizeof(lanes));
+    // One 16-byte store instruction (a plain assignment was split into scalar stores).
+    __stwb(reinterpret_cast<vector_t*>(out + first), stored);
+  });
 }
 
 // The gate over `count` (<= kMaxSegments) contiguous score tensors: 5 launches for float32 (8
