@@ -258,3 +258,19 @@ def test_cuda_graph_captures_both_gates():
         torch.cuda.synchronize()
         assert_exact(batched, scores, 0.7)
         assert torch.equal(single, quantile_formula(scores[0], 0.7))
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_gates_large_misaligned_and_tied_scores(dtype):
+    """Sizes past the kernels' vector loops (several loads in flight per thread), views that start
+    off a 16-byte boundary, heavy ties, and more tensors than one segmented launch holds."""
+    generator = torch.Generator().manual_seed(5)
+    large = torch.randn(2_000_003, generator=generator, dtype=dtype).to("cuda")
+    tied = torch.randint(0, 7, (1_000_001,), generator=generator).to(dtype).to("cuda")
+    scores = [large[1:], large[3:-5].view(-1), tied, tied[1:]]
+    scores += [torch.randn(n, generator=generator, dtype=dtype).to("cuda")[n % 3 :] for n in range(30, 2_000, 50)]
+    assert len(scores) > 32
+    for keep in (0.7, 0.05, 1.0):
+        state = percentile_masks_state(len(scores), "cuda")
+        assert_exact(percentile_masks(scores, keep, state), scores, keep)
