@@ -191,8 +191,6 @@ _KERNELS = textwrap.dedent(
         masked = ops.masked_weight(weight, wmask)
         masked.backward(torch.randn_like(masked))
         results[f"masked_weight {dtype}"] = [masked.detach(), weight.grad, wmask.grad]
-        scores = torch.randn(3 * 2**16, dtype=dtype)
-        results[f"percentile_mask {dtype}"] = ops.percentile_mask(scores, 0.7)
     torch.save(results, sys.argv[1])
     """
 )
