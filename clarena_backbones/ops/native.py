@@ -3,7 +3,7 @@
 import contextlib
 import importlib.util
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -95,3 +95,17 @@ def reference_forced() -> bool:
 def runs_native(tensor: torch.Tensor) -> bool:
     """Whether an op on `tensor` runs its native kernel."""
     return not reference_forced() and tensor.device.type in NATIVE_DEVICE_TYPES
+
+
+def call_list_op(call: Callable[[], None], check: Callable[[], None]) -> None:
+    """Run a native in-place list op; if its kernel refuses the arguments, run `check` before re-raising.
+
+    The kernel checks every entry before it changes any; `check` names the same argument, with
+    TypeError for a wrong dtype (a native kernel raises only ValueError). The Python checks thus
+    cost nothing on the hot path.
+    """
+    try:
+        call()
+    except ValueError:
+        check()
+        raise

@@ -84,13 +84,12 @@ def foreach_scale_grad_by_measure_(
     if rate == "adahat" and not all(value > 0 for value in r_floats):
         raise ValueError(f"clarena: `r` must be positive for the 'adahat' rate, got {r}")
     if count and native.runs_native(grads[0]):
-        # The kernel checks every entry before it scales any; on a refusal the checks below name the
-        # same argument, with TypeError for a wrong dtype (a native kernel raises only ValueError).
-        try:
-            torch.ops.clarena.foreach_scale_grad_by_measure_(list(grads), list(a), list(b), aggregation, rate, alpha_value, r_floats)
-        except ValueError:
-            _check_foreach_args(grads, a, b)
-            raise
+        native.call_list_op(
+            lambda: torch.ops.clarena.foreach_scale_grad_by_measure_(
+                list(grads), list(a), list(b), aggregation, rate, alpha_value, r_floats
+            ),
+            lambda: _check_foreach_args(grads, a, b),
+        )
         return
     _check_foreach_args(grads, a, b)
     for grad, a_i, b_i, r_i in zip(grads, a, b, r_floats):

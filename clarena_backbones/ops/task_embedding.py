@@ -47,13 +47,12 @@ def foreach_compensate_embedding_grad_(
     s_max = _check_real("s_max", s_max)
     clamp_threshold = _check_real("clamp_threshold", clamp_threshold)
     if embeddings and native.runs_native(embeddings[0]):
-        # The kernel checks every entry before it scales any; on a refusal the checks below name the
-        # same argument, with TypeError for a wrong dtype (a native kernel raises only ValueError).
-        try:
-            torch.ops.clarena.foreach_compensate_embedding_grad_(list(embeddings), list(grads), scale, s_max, clamp_threshold)
-        except ValueError:
-            _check_compensation_args(embeddings, grads, scale)
-            raise
+        native.call_list_op(
+            lambda: torch.ops.clarena.foreach_compensate_embedding_grad_(
+                list(embeddings), list(grads), scale, s_max, clamp_threshold
+            ),
+            lambda: _check_compensation_args(embeddings, grads, scale),
+        )
         return
     _check_compensation_args(embeddings, grads, scale)
     reference.foreach_compensate_embedding_grad_(embeddings, grads, scale, s_max, clamp_threshold)
