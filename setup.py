@@ -1,8 +1,9 @@
 """Build clarena's native operator libraries on the LibTorch stable ABI.
 
   clarena_backbones._C       the op schemas and the CPU kernels (always built)
-  clarena_backbones._C_cuda  the CUDA kernels (built with CUDA); imported only into a CUDA build of
-                             torch, since a library that needs the CUDA runtime cannot load into a CPU-only torch
+  clarena_backbones._C_cuda  the CUDA kernels (built with CUDA); imported only into a torch built for
+                             the same CUDA major, since the library needs that major's CUDA runtime
+                             (its CUDA version is written beside it, in _C_cuda_version.txt)
 
 Both target the stable ABI of torch 2.13 (TORCH_TARGET_VERSION) and the Python 3.10 limited
 API, so one build loads into every torch from 2.13 on and every Python from 3.10 on.
@@ -12,7 +13,6 @@ Environment switches (the resolved configuration is printed at build time):
   FORCE_ONLY_CPU=1        never build the CUDA kernels
   TORCH_CUDA_ARCH_LIST    CUDA targets (default "8.0;9.0+PTX": A100, H100, PTX for newer GPUs)
   CUDA_HOME               the CUDA toolkit (default: asked from the nvcc on PATH)
-  CLARENA_LOCAL_VERSION   the wheel's local version label (default "cpu", or "cu130" for CUDA 13.0)
   DEBUG=1                 -O0 -g instead of -O3
   NVCC_FLAGS              extra nvcc flags
 """
@@ -31,6 +31,10 @@ from setuptools.command.build_py import build_py
 ROOT = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join(ROOT, "csrc")
 DEFAULT_CUDA_ARCH_LIST = "8.0;9.0+PTX"
+CUDA_MODULE = "clarena_backbones._C_cuda"
+# Beside the CUDA module: the CUDA version it was built for, read by clarena before it loads the
+# module (clarena_backbones/ops/native.py), since only a torch of the same CUDA major can load it.
+CUDA_VERSION_FILE = "_C_cuda_version.txt"
 # The oldest torch the libraries load into: 2.13 is the first stable ABI with the current stream's
 # native handle (no torch_cuda shims needed) and with set_python_module for the op fragments.
 TORCH_TARGET_VERSION = "0x020d000000000000"
@@ -97,12 +101,7 @@ def sources(pattern: str) -> list[str]:
     return [os.path.relpath(path, ROOT) for path in sorted(glob.glob(os.path.join(CSRC, pattern), recursive=True))]
 
 
-def local_version(with_cuda: bool) -> str:
-    default = "cu" + torch.version.cuda.replace(".", "") if with_cuda else "cpu"
-    return os.getenv("CLARENA_LOCAL_VERSION", default)
-
-
-def base_version() -> str:
+def package_version() -> str:
     with open(os.path.join(ROOT, "clarena_backbones", "__init__.py")) as init:
         return re.search(r'^__version__ = "(.+)"$', init.read(), re.MULTILINE).group(1)
 
@@ -123,7 +122,7 @@ def get_extensions(with_cuda: bool, reason: str) -> list:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCH_LIST)
         nvcc = opt + target + ["--expt-relaxed-constexpr", "-fmad=false"] + os.getenv("NVCC_FLAGS", "").split()
         extensions.append(
-            CUDAExtension("clarena_backbones._C_cuda", sources("module_cuda.cpp") + sources("ops/**/*.cu"), include_dirs=[CSRC],
+            CUDAExtension(CUDA_MODULE, sources("module_cuda.cpp") + sources("ops/**/*.cu"), include_dirs=[CSRC],
                           extra_compile_args={"cxx": cxx, "nvcc": nvcc}, py_limited_api=True)
         )
 
@@ -140,6 +139,22 @@ def get_extensions(with_cuda: bool, reason: str) -> list:
 PTH_FILE = "clarena_backbones.pth"
 
 
+class build_ext_with_cuda_version(BuildExtension):
+    """Also write CUDA_VERSION_FILE beside the CUDA module: into the build folder, which the wheel is
+    made from, and into the sources when the extensions are copied there (--inplace, or pip -e)."""
+
+    def run(self) -> None:
+        super().run()
+        if CUDA_MODULE not in (ext.name for ext in self.extensions):
+            return
+        folders = {os.path.join(self.build_lib, *CUDA_MODULE.split(".")[:-1])}
+        if self.inplace:
+            folders.add(os.path.dirname(self.get_ext_fullpath(CUDA_MODULE)))
+        for folder in folders:
+            with open(os.path.join(folder, CUDA_VERSION_FILE), "w") as file:
+                file.write(torch.version.cuda + "\n")
+
+
 class build_py_with_pth(build_py):
     """Also put `clarena_backbones.pth` at the top of site-packages: at interpreter start it installs
     the finder that serves `clarena.backbones` from `clarena_backbones` (`_clarena_backbones_hook`)."""
@@ -151,11 +166,9 @@ class build_py_with_pth(build_py):
         self.copy_file(os.path.join(ROOT, PTH_FILE), os.path.join(target, PTH_FILE), preserve_mode=False)
 
 
-with_cuda, reason = resolve_cuda()
-label = local_version(with_cuda)
 setup(
-    version=base_version() + (f"+{label}" if label else ""),
-    ext_modules=get_extensions(with_cuda, reason),
-    cmdclass={"build_ext": BuildExtension, "build_py": build_py_with_pth},
+    version=package_version(),
+    ext_modules=get_extensions(*resolve_cuda()),
+    cmdclass={"build_ext": build_ext_with_cuda_version, "build_py": build_py_with_pth},
     options={"bdist_wheel": {"py_limited_api": "cp310"}},
 )

@@ -2,6 +2,7 @@
 
 import contextlib
 import importlib.util
+import pathlib
 import warnings
 from collections.abc import Callable, Iterator
 
@@ -21,26 +22,48 @@ except (ImportError, OSError) as error:  # missing build, or a torch older than 
     )
 
 
-def _load_cuda_kernels() -> None:
-    """Import clarena_backbones._C_cuda, the CUDA kernels, into a CUDA build of torch.
+# Builds the CUDA kernels from the source distribution, against the torch installed.
+SOURCE_BUILD = "FORCE_CUDA=1 pip install --no-build-isolation --no-binary clarena-backbones clarena-backbones"
 
-    A CPU wheel has no such module; a CUDA wheel's cannot load into a CPU-only torch (no CUDA
-    runtime) and is not tried there. Without it, CUDA tensors run the reference.
+
+def cuda_kernels_mismatch(built_for: str | None, torch_cuda: str) -> str | None:
+    """Why the CUDA kernels, built for CUDA `built_for` (None: not built), cannot load into a torch
+    built for CUDA `torch_cuda`; None when they can.
+
+    clarena_backbones._C_cuda links one CUDA major's runtime (libcudart.so.13 for 13.x), which only
+    a torch of that major brings.
     """
+    if built_for is None:
+        return "this build has no CUDA kernels"
+    if built_for.split(".")[0] != torch_cuda.split(".")[0]:
+        return f"the CUDA kernels were built for CUDA {built_for} and this torch uses CUDA {torch_cuda}"
+    return None
+
+
+def _cuda_kernels_built_for() -> str | None:
+    """The CUDA version clarena_backbones._C_cuda was built for (setup.py writes it beside the
+    library), or None when this build has no CUDA kernels."""
+    spec = importlib.util.find_spec("clarena_backbones._C_cuda")
+    if spec is None or spec.origin is None:
+        return None
+    record = pathlib.Path(spec.origin).with_name("_C_cuda_version.txt")
+    return record.read_text().strip() if record.is_file() else None
+
+
+def _load_cuda_kernels() -> None:
+    """Import clarena_backbones._C_cuda, the CUDA kernels, into a torch of the CUDA major it was
+    built for. Without them, CUDA tensors run the reference."""
     if _LOAD_ERROR is not None or torch.version.cuda is None:
         return
-    if importlib.util.find_spec("clarena_backbones._C_cuda") is None:
-        if torch.cuda.is_available():
-            warnings.warn(
-                "clarena: this build has no CUDA kernels, so ops on CUDA tensors run their pure-PyTorch reference; "
-                f"install the CUDA wheel (+cu{torch.version.cuda.replace('.', '')}) or build with FORCE_CUDA=1.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+    mismatch = cuda_kernels_mismatch(_cuda_kernels_built_for(), torch.version.cuda)
+    if mismatch is not None:
+        if torch.cuda.is_available():  # without a GPU there are no CUDA tensors to run slower
+            warnings.warn(f"clarena: {mismatch}, so ops on CUDA tensors run their pure-PyTorch reference; build "
+                          f"them for this torch with `{SOURCE_BUILD}`.", RuntimeWarning, stacklevel=3)
         return
     try:
         from clarena_backbones import _C_cuda  # noqa: F401
-    except (ImportError, OSError) as error:  # e.g. built for another CUDA major than this torch's
+    except (ImportError, OSError) as error:
         warnings.warn(
             f"clarena: the CUDA kernels could not be loaded ({error}); ops on CUDA tensors run their pure-PyTorch "
             f"reference (this torch uses CUDA {torch.version.cuda}).",
