@@ -17,7 +17,7 @@ problems = []
 if tag != f"v{version}":
     problems.append(f"the tag {tag} does not name clarena_backbones.__version__ {version} (expected v{version})")
 if not re.search(rf"^## \[?{re.escape(version)}\]? - \d{{4}}-\d{{2}}-\d{{2}}$", pathlib.Path("CHANGELOG.md").read_text(), re.M):
-    problems.append(f"CHANGELOG.md has no dated section '## {version} - YYYY-MM-DD'")
+    problems.append(f"CHANGELOG.md has no dated section '## [{version}] - YYYY-MM-DD'")
 files = sorted(path.name for path in dist.iterdir()) if dist.is_dir() else []
 sdists = [name for name in files if name == f"clarena_backbones-{version}.tar.gz"]
 wheels = [name for name in files if re.fullmatch(rf"clarena_backbones-{re.escape(version)}-cp310-abi3-[\w.]+\.whl", name)]

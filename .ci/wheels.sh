@@ -82,12 +82,17 @@ libraries = sorted(path for path in files if ".so" in path)
 expected = ["clarena_backbones/_C.abi3.so", "clarena_backbones/_C_cuda.abi3.so"]
 if libraries != expected:
     sys.exit(f"wheels: the wheel must hold {expected} and no other library, holds {libraries}")
-cuda_version = zipfile.ZipFile(wheel).read("clarena_backbones/_C_cuda_version.txt").decode().strip()
+archive = zipfile.ZipFile(wheel)
+cuda_version = archive.read("clarena_backbones/_C_cuda_version.txt").decode().strip()
 if not cuda_version.startswith("13."):
     sys.exit(f"wheels: _C_cuda was built for CUDA {cuda_version}, not CUDA 13")
-print(f"wheels: {wheel.name}, {wheel.stat().st_size / 2**20:.1f} MiB, CUDA kernels for CUDA {cuda_version}")
+tags = [line.split(": ")[1] for line in archive.read(f"clarena_backbones-{name['version']}.dist-info/WHEEL").decode().splitlines()
+        if line.startswith("Tag: ")]
+print(f"wheels: {wheel.name}, {wheel.stat().st_size / 2**20:.1f} MiB, tags {tags}, CUDA kernels for CUDA {cuda_version}")
+for library in libraries:
+    info = archive.getinfo(library)
+    print(f"  {library}: {info.file_size / 2**20:.1f} MiB ({info.compress_size / 2**20:.1f} MiB compressed)")
 PY
-  "$venv/bin/auditwheel" show "$WORK"/src/dist/*.whl
 
   step "the source distribution"
   (cd "$WORK/src" && "$venv/bin/python" -m build --sdist --no-isolation --outdir dist . >"$WORK/sdist.log" 2>&1) \
