@@ -15,15 +15,15 @@ copy_sources() {  # repository root, destination
     | tar -C "$1" --null -cf - -T - | tar -C "$2" -xf -
 }
 
-# Prints the command that a document marks with `<!-- NAME -->`: the first line of the fenced
-# block after the marker (README.md's test command, docs/wheels.md's wheel command). Exits 2 when
-# there is none, so CI can never run an empty command.
+# Prints the command that a document marks with `<!-- NAME -->`: the fenced code block after the
+# marker (README.md's test command, docs/wheels.md's wheel command), whole, continuation lines
+# included. Exits 2 when there is none, so CI can never run an empty command.
 documented_command() {  # file, marker name
   local command
   command=$(awk -v marker="<!-- $2 -->" '
     $0 == marker { found = 1; next }
     found && /^```/ { if (inside) exit; inside = 1; next }
-    inside { print; exit }' "$1")
+    inside { print }' "$1")
   if [[ -z "$command" ]]; then
     echo "$(basename "$0"): no command after <!-- $2 --> in $1" >&2
     exit 2
