@@ -35,13 +35,13 @@ def test_sdist_holds_every_native_source_and_the_pth_file(sdist: Path):
 @pytest.mark.slow
 def test_sdist_installs_into_a_venv_that_has_torch(sdist: Path, tmp_path: Path):
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
     site_packages = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                    check=True, capture_output=True, text=True).stdout.strip()
-    # torch, numpy and the build tools come from the environment running the tests, as if installed
-    # into the venv (a path listed in a .pth file is searched, but .pth files inside it are not run,
-    # so this environment's own clarena_backbones install stays invisible).
+    # torch, numpy, pip and the build tools come from the environment running the tests, as if
+    # installed into the venv (a path listed in a .pth file is searched, but .pth files inside it
+    # are not run, so this environment's own clarena_backbones install stays invisible).
     (Path(site_packages) / "test_environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
 
     install = subprocess.run([python, "-m", "pip", "install", "--no-build-isolation", str(sdist)],
