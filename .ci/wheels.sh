@@ -112,7 +112,7 @@ PY
 # import cannot find the source tree.
 test_install() {  # venv, label
   local dir="$WORK/tests-$2"
-  mkdir -p "$dir" && cp -r "$ROOT/tests" "$dir/"
+  mkdir -p "$dir" && cp -r "$ROOT/tests" "$ROOT/pyproject.toml" "$dir/"  # pyproject.toml: pytest's markers
   (cd "$dir" && "$1/bin/python" - <<'PY'
 import os, sys, warnings
 warnings.simplefilter("error", RuntimeWarning)  # a library that should load but does not
