@@ -195,9 +195,13 @@ def clarena_resnet_backup_stream(backbone, task, x, mask):
     return F.adaptive_avg_pool2d(z, 1).flatten(1)
 
 
-def test_resnet_train_with_backup_matches_clarena():
+@pytest.mark.parametrize("mask_shortcuts", [True, False])
+def test_resnet_train_with_backup_matches_clarena(mask_shortcuts):
+    """With `mask_shortcuts=False`, CLArena's routing: a shortcut by its block's last-conv mask, unmasked."""
     torch.manual_seed(0)
-    backbone = prepared(B.AmnesiacHATResNet18(3, 512, "sigmoid", batch_normalization="shared"))
+    backbone = B.AmnesiacHATResNet18(3, 512, "sigmoid", batch_normalization="shared", mask_shortcuts=mask_shortcuts)
+    backbone = prepared(backbone)
+    assert any(name.endswith("identity_downsample") for name in backbone.masks[1]) is mask_shortcuts
     assert backbone.original_backbone_class is ResNetBase
     assert backbone.backup_backbone_kwargs["building_block_type"] is ResNetBlockSmall
     assert backbone.backup_backbone_kwargs["batch_normalization"] is True
