@@ -161,19 +161,23 @@ def test_mlp_state_dict_round_trip_builds_the_backups():
 
 
 # ----------------------------------------------------------------------------------------- ResNet
+def through(layers, z):
+    """`z` through those of `layers` that are not None, in order."""
+    for layer in layers:
+        if layer is not None:
+            z = layer(z)
+    return z
+
+
 def clarena_resnet_backup_stream(backbone, task, x, mask):
     """CLArena's AmnesiacHAT ResNet backup stream of `task` (BN shared, ReLU)."""
     backup = backbone.backup_backbones[f"{task}"]
     stored = backbone.masks[task]
 
     def routed(name, main, other, main_bn, other_bn, z):
-        main_out = z if main is None else main(z)
-        other_out = z if other is None else other(z)
-        if main_bn is not None:
-            main_out = main_bn(main_out)
-        if other_bn is not None:
-            other_out = other_bn(other_out)
-        return route(stored[name], other_out, main_out)
+        """M * BN_b(backup(z)) + (1 - M) * BN(main(z)); a None layer is the identity."""
+        main_out = through((main, main_bn), z)  # first, as the backbone (the same gradient sums)
+        return route(stored[name], through((other, other_bn), z), main_out)
 
     def unit(name, z):
         return torch.relu(z * mask[name].view(1, -1, 1, 1))

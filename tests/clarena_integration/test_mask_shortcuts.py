@@ -154,7 +154,8 @@ def assert_close_dicts(actual: dict, expected: dict, **tolerance) -> None:
 def test_weighted_layers_and_state_dict_keys_are_clarenas(reference):
     backbone = loaded(reference["state_task_1"], mask_shortcuts=False)
     assert backbone.weighted_layer_names == reference["weighted_layer_names"]
-    assert {name: backbone.preceding_layer_name(name) for name in backbone.weighted_layer_names} == reference["preceding"]
+    preceding = {name: backbone.preceding_layer_name(name) for name in backbone.weighted_layer_names}
+    assert preceding == reference["preceding"]
     assert list(backbone.state_dict()) == list(reference["state_task_1"])
     default = loaded(reference["state_task_1"])  # shortcut convs are weighted layers with embeddings
     extra = set(default.state_dict()) - set(reference["state_task_1"])
