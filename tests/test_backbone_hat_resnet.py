@@ -111,6 +111,11 @@ def test_without_shortcut_masks_the_layers_are_clarenas(cls):
     assert list(activations) == CLARENA_LAYERS
 
 
+def test_mask_shortcuts_must_be_a_bool():
+    with pytest.raises(ValueError, match="`mask_shortcuts` must be one of True, False, got 'false'"):
+        B.HATMaskResNet18(3, 512, "sigmoid", mask_shortcuts="false")
+
+
 def test_without_shortcut_masks_every_training_step_method_leaves_the_shortcuts_out():
     """Adjustment, compensation, stored masks and their combination cover CLArena's layers only."""
     backbone = make(mask_shortcuts=False)

@@ -33,6 +33,7 @@ from clarena_backbones.backbones.resnet import (
     ResNetBlockSmall,
     ResNetFamily,
 )
+from clarena_backbones.ops.checks import check_choice
 
 
 class _PrecedingTable:
@@ -87,6 +88,7 @@ class _HATMaskBlock(_PrecedingTable, IndependentBatchNorm, HATMaskBackbone):
             self.task_embedding_t[name] = nn.Embedding(1, self._modules[f"conv{number}"].out_channels)
         self.batch_normalization = batch_normalization
         self._setup_independent_bn(tuple(f"conv_bn{number}" for number in range(1, len(self.weighted_layer_names) + 1)))
+        check_choice("mask_shortcuts", mask_shortcuts, (True, False))
         self.mask_shortcuts = mask_shortcuts
         if not mask_shortcuts:
             self.shortcut_layer_name = None  # not a weighted layer: no embedding, no mask, no activation
@@ -161,7 +163,11 @@ class HATMaskResNetBase(_PrecedingTable, IndependentBatchNorm, HATMaskBackbone, 
             activation_layer=activation_layer,
             batch_normalization=bool(batch_normalization),
             bias=bias,
-            block_arguments={"gate": gate, "batch_normalization": batch_normalization, "mask_shortcuts": mask_shortcuts},
+            block_arguments={
+                "gate": gate,
+                "batch_normalization": batch_normalization,
+                "mask_shortcuts": mask_shortcuts,
+            },
             **kwargs,
         )
         self.mask_shortcuts = mask_shortcuts

@@ -160,6 +160,11 @@ class _ResNetBlock(SharedBatchNorm, Backbone):
         return self._run(input, self.get_bn(None, None))
 
 
+# `ResNetBase`'s architecture arguments, in its order: block type, blocks per stage, and each
+# stage's preceding output channels and input channels
+Architecture = tuple[type[_ResNetBlock], tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+
+
 class ResNetBlockSmall(_ResNetBlock):
     """Basic block of ResNet-18/34: 3x3 conv, 3x3 conv (strided)."""
 
@@ -195,9 +200,8 @@ class ResNetFamily:
     def block(self, bottleneck: bool) -> type[_ResNetBlock]:
         return self.bottleneck_block if bottleneck else self.basic_block
 
-    def architecture(self, layout: ResNetLayout) -> tuple[type[_ResNetBlock], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-        """`ResNetBase`'s architecture arguments of the family's ResNet of `layout`, in its order:
-        block type, blocks per stage, each stage's preceding output and input channels."""
+    def architecture(self, layout: ResNetLayout) -> Architecture:
+        """The architecture arguments of the family's ResNet of `layout`."""
         expansion = 4 if layout.bottleneck else 1
         preceding_output_channels = (64, *(channels * expansion for channels in STAGE_CHANNELS[:3]))
         return self.block(layout.bottleneck), layout.building_block_nums, preceding_output_channels, STAGE_CHANNELS
@@ -260,9 +264,9 @@ class ResNetBase(SharedBatchNorm, Backbone):
         self._blocks: list[_ResNetBlock] = [block for name in STAGE_NAMES for block in getattr(self, name)]
 
     @classmethod
-    def architecture(cls) -> tuple[type[_ResNetBlock], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    def architecture(cls) -> Architecture:
         """The architecture arguments of a class of one depth (its family's blocks in its `layout`),
-        in the order of `__init__`'s, after `input_channels`."""
+        which `__init__` takes after `input_channels`."""
         if cls.layout is None:
             raise TypeError(
                 f"{cls.__name__} has no `layout`: build one of its depth classes (18, 34, 50, 101 or 152 "
