@@ -259,3 +259,14 @@ def test_depth_classes_pickle_by_their_name(cls):
     restored = pickle.loads(pickle.dumps(backbone))
     assert type(restored) is cls
     assert_close_dicts(restored.state_dict(), backbone.state_dict())
+
+
+@pytest.mark.parametrize("base", [hat_mask_resnet.HATMaskResNetBase, amnesiac_hat_resnet.AmnesiacHATResNetBase])
+def test_the_hat_bases_take_mask_shortcuts_too(base):
+    parameter = inspect.signature(base).parameters["mask_shortcuts"]
+    assert parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.default is True
+    architecture = hat_mask_resnet.HATMaskResNet18.architecture()
+    for mask_shortcuts in (True, False):
+        backbone = base(3, *architecture, 512, "sigmoid", mask_shortcuts=mask_shortcuts)
+        shortcuts = [name for name in backbone.weighted_layer_names if name.endswith("identity_downsample")]
+        assert len(shortcuts) == (3 if mask_shortcuts else 0)
