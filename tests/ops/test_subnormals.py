@@ -11,7 +11,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from op_helpers import unit_mask_gradient_bound
 
@@ -20,10 +20,7 @@ from clarena.backbones.amnesiac_hat_backbone import route
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 PATHS = ["native", "reference"]
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-# The size gates are lowered so that the native path runs its kernels on these small inputs.
-pytestmark = pytest.mark.usefixtures("native_at_every_size")
+SETTINGS = settings(max_examples=60, deadline=None)
 
 
 def path(name: str):
