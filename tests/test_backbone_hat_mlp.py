@@ -392,7 +392,6 @@ def test_clarena_state_dict_keeps_existing_masks():
 
 
 # ------------------------------------------------------------------------------ ops and overhead
-@pytest.mark.usefixtures("native_at_every_size")  # the MLP's activations are below the unit_mask gate
 @pytest.mark.parametrize("batch_normalization", [None, "shared"])
 @pytest.mark.parametrize("activation_layer", [nn.ReLU, nn.Tanh])
 def test_native_path_equals_reference_path(batch_normalization, activation_layer):
