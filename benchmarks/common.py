@@ -99,6 +99,27 @@ def build_backbone(name: str, mlp_dims: tuple[int, list[int], int] = MLP_DIMS) -
     return getattr(backbones, name)(**backbone_kwargs(name, mlp_dims)).to(DTYPE)
 
 
+def hat_second_task(backbone: nn.Module) -> dict[str, torch.Tensor]:
+    """Put a HAT backbone on task 2 (embeddings N(0, 1)); returns a binary cumulative mask of task 1
+    with about half of each layer's units taken."""
+    backbone.setup_task_id(2)
+    backbone.initialize_task_embedding("N01")
+    return {name: binary(layer.weight.size(0)) for name, layer in backbone.named_weighted_layers()}
+
+
+def wsn_second_task(backbone: nn.Module) -> dict[nn.Parameter, torch.Tensor]:
+    """Store task 1's subnetwork of a WSN backbone and put it on task 2 with fresh scores; returns
+    `1 - M_1` per masked parameter (what `wsn.freeze_used_` multiplies the gradients by)."""
+    from clarena_backbones.algorithms import wsn
+
+    backbone.setup_task_id(1)
+    backbone.initialize_parameter_score("default")
+    backbone.store_mask(1, KEEP)
+    backbone.setup_task_id(2)
+    backbone.initialize_parameter_score("default")
+    return wsn.free_parameters(backbone)
+
+
 def step_label(backbone_name: str, impl: str) -> str:
     """The `impl` parameter of a step benchmark: 'plain' or '<backbone>/<path>'."""
     return impl if impl == "plain" else f"{backbone_name}/{impl}"

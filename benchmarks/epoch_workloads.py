@@ -36,7 +36,7 @@ from torch import nn
 
 from clarena_backbones.algorithms import hat, wsn
 from common import CLAMP_THRESHOLD, DTYPE, KEEP, LEARNING_RATE, MASK_SPARSITY_REG_FACTOR, NUM_CLASSES, S_MAX
-from common import Arch, Workload, batch, binary, build_backbone
+from common import Arch, Workload, batch, build_backbone, hat_second_task, wsn_second_task
 
 EPOCH_ARCHS = {
     "mlp": Arch("mlp 784-256-100-64 b128", (784,), 128, 40),
@@ -128,9 +128,7 @@ def hat_epoch(algorithm: str, arch_name: str) -> Workload:
     arch = EPOCH_ARCHS[arch_name]
     name = BACKBONES[algorithm, arch_name]
     backbone = build_backbone(name)
-    backbone.setup_task_id(2)
-    backbone.initialize_task_embedding("N01")
-    cumulative = {layer: binary(module.weight.size(0)) for layer, module in backbone.named_weighted_layers()}
+    cumulative = hat_second_task(backbone)
     masks: dict[str, torch.Tensor] = {}
 
     def loss_of(head, data, batch_idx):
@@ -155,12 +153,7 @@ def wsn_epoch(arch_name: str) -> Workload:
     arch = EPOCH_ARCHS[arch_name]
     name = BACKBONES["WSN", arch_name]
     backbone = build_backbone(name)
-    backbone.setup_task_id(1)
-    backbone.initialize_parameter_score("default")
-    backbone.store_mask(1, KEEP)
-    backbone.setup_task_id(2)
-    backbone.initialize_parameter_score("default")
-    free = wsn.free_parameters(backbone)
+    free = wsn_second_task(backbone)
 
     def loss_of(head, data, batch_idx):
         x, y = data

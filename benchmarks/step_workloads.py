@@ -22,8 +22,8 @@ from torch import nn
 
 from clarena_backbones.algorithms import hat, wsn
 from clarena_backbones.backbones.hat_mask_backbone import anneal_scale
-from common import CLAMP_THRESHOLD, DTYPE, KEEP, LEARNING_RATE, NUM_CLASSES, S_MAX, Arch, Workload, batch, binary
-from common import build_backbone, step_label
+from common import CLAMP_THRESHOLD, DTYPE, KEEP, LEARNING_RATE, NUM_CLASSES, S_MAX, Arch, Workload, batch
+from common import build_backbone, hat_second_task, step_label, wsn_second_task
 
 # PermutedMNIST: 421 batches of 128 per epoch; Split CIFAR-100: 35 batches of 64 (CLArena's
 # example experiment configs).
@@ -71,9 +71,7 @@ def train_step(arch_name: str, backbone_name: str, impl: str) -> Workload:
     info: dict[str, Any] = {"backbone": backbone_name, "batch": arch.batch}
 
     if backbone_name.startswith("HAT"):
-        backbone.setup_task_id(2)
-        backbone.initialize_task_embedding("N01")
-        cumulative = {name: binary(layer.weight.size(0)) for name, layer in backbone.named_weighted_layers()}
+        cumulative = hat_second_task(backbone)
         info["s"] = step_scale(arch)
 
         def forward() -> torch.Tensor:
@@ -83,12 +81,7 @@ def train_step(arch_name: str, backbone_name: str, impl: str) -> Workload:
             hat.adjust_gradients(backbone, cumulative, S_MAX, CLAMP_THRESHOLD, BATCH_IDX, arch.num_batches)
 
     elif backbone_name.startswith("WSN"):
-        backbone.setup_task_id(1)
-        backbone.initialize_parameter_score("default")
-        backbone.store_mask(1, KEEP)
-        backbone.setup_task_id(2)
-        backbone.initialize_parameter_score("default")
-        free = wsn.free_parameters(backbone)
+        free = wsn_second_task(backbone)
 
         def forward() -> torch.Tensor:
             return backbone(x, "train", mask_percentage=KEEP)[0]
