@@ -37,6 +37,10 @@ _EMBEDDING_INITS = {
 }
 
 
+# AdaHAT's `r`: one value for every layer, or one per layer name (floats or 0-d tensors).
+RateParameter = float | Tensor | Mapping[str, float | Tensor] | None
+
+
 def _tensors_as_floats(values: Sequence[Any]) -> list[Any]:
     """`values` with each 0-d tensor read as a Python float (one device sync for all of them)."""
     tensors = [value for value in values if isinstance(value, Tensor)]
@@ -216,12 +220,8 @@ class HATMaskBackbone(CLBackbone):
 
     @renamed_keywords(aggregation_mode="aggregation", mode="rate")
     def clip_grad_by_measure_(
-        self,
-        neuron_wise_measure: Mapping[str, Tensor],
-        aggregation: str = "min",
-        rate: str = "hat",
-        alpha: float | None = None,
-        r: float | Tensor | Mapping[str, float | Tensor] | None = None,
+        self, neuron_wise_measure: Mapping[str, Tensor], aggregation: str = "min", rate: str = "hat",
+        alpha: float | None = None, r: RateParameter = None,
     ) -> None:
         """Scale the gradients of every weighted layer in place by the adjustment rate of its measure.
 
@@ -247,12 +247,8 @@ class HATMaskBackbone(CLBackbone):
         foreach_scale_grad_by_measure_(grads, a, b, aggregation, rate, alpha, rates)
 
     def adjustment_rates(
-        self,
-        neuron_wise_measure: Mapping[str, Tensor],
-        aggregation: str = "min",
-        rate: str = "hat",
-        alpha: float | None = None,
-        r: float | Tensor | Mapping[str, float | Tensor] | None = None,
+        self, neuron_wise_measure: Mapping[str, Tensor], aggregation: str = "min", rate: str = "hat",
+        alpha: float | None = None, r: RateParameter = None,
     ) -> tuple[AdjustmentRates, AdjustmentRates]:
         """The rates `clip_grad_by_measure_` scales by: `(weight rates, bias rates)` by layer name
         (bias rates only for layers with a bias), each tensor built when first read."""
@@ -267,12 +263,8 @@ class HATMaskBackbone(CLBackbone):
         return weight_rates, bias_rates
 
     def network_capacity(
-        self,
-        neuron_wise_measure: Mapping[str, Tensor],
-        aggregation: str = "min",
-        rate: str = "hat",
-        alpha: float | None = None,
-        r: float | Tensor | Mapping[str, float | Tensor] | None = None,
+        self, neuron_wise_measure: Mapping[str, Tensor], aggregation: str = "min", rate: str = "hat",
+        alpha: float | None = None, r: RateParameter = None,
     ) -> Tensor:
         """The mean adjustment rate over the weighted layers' parameters: CLArena's network capacity.
 
@@ -290,7 +282,7 @@ class HATMaskBackbone(CLBackbone):
         return (weight_sums + unit_sums).sum() / sum(math.prod(shape) + shape[0] for shape in shapes)
 
     def _layer_measures(
-        self, neuron_wise_measure: Mapping[str, Tensor], r: float | Tensor | Mapping[str, float | Tensor] | None
+        self, neuron_wise_measure: Mapping[str, Tensor], r: RateParameter
     ) -> list[tuple[str, nn.Module, Tensor, Tensor | None, float | None]]:
         """`(name, layer, measure, preceding layer's measure or None, r)` of every weighted layer.
 
