@@ -109,6 +109,16 @@ def test_a_missing_class_is_named_too(stand_in):
         assert accelerate.accelerate_clarena() is False
 
 
+def test_a_module_only_another_release_has_is_named_and_the_rest_is_replaced(stand_in, monkeypatch):
+    load, calls = stand_in
+    module = load(STAND_IN.format(docstring=DOCSTRING))
+    (adapter,) = patching.adapters()
+    monkeypatch.setitem(adapter.METHODS, ("standin_absent", "WSN", "clip_grad_by_mask"), ("0" * 64, lambda self, original: None))
+    with pytest.warns(RuntimeWarning, match=r"standin_absent\.WSN\.clip_grad_by_mask is not an implementation"):
+        assert accelerate.accelerate_clarena()
+    assert algorithm(module).clip_grad_by_adjustment(1) == [10, 20] and calls == [1]
+
+
 class Original:
     def step(self, x):
         return x + 1

@@ -58,19 +58,20 @@ def accelerate_clarena() -> bool:
     whether any method is now replaced (False, with a warning, when CLArena is not installed).
     Undo with `restore_clarena()`, or use `accelerated_clarena()` as a context manager.
     """
-    known: dict[Target, dict[str, tuple[str, Callable[..., Any]]]] = {}
-    for adapter in adapters():
-        for target, (digest, replacement) in adapter.METHODS.items():
-            known.setdefault(target, {})[digest] = (adapter.__name__.rsplit(".", 1)[1], replacement)
-    try:
-        modules = {module: importlib.import_module(module) for module, _, _ in known}
-    except ImportError as error:
+    known = _known_methods()
+    modules, error = {}, None
+    for module in dict.fromkeys(module for module, _, _ in known):
+        try:
+            modules[module] = importlib.import_module(module)
+        except ImportError as missing:  # a module another release has: its methods are named below
+            error = missing
+    if not modules:
         warnings.warn(
             f"clarena: CLArena is not installed ({error}); accelerate_clarena() changed nothing.", RuntimeWarning, stacklevel=2
         )
         return False
     for (module, class_name, name), by_digest in known.items():
-        cls = getattr(modules[module], class_name, None)
+        cls = getattr(modules.get(module), class_name, None)
         if cls is not None and (cls, name) in _originals:
             continue
         original = None if cls is None else cls.__dict__.get(name)
@@ -87,6 +88,15 @@ def accelerate_clarena() -> bool:
         _originals[(cls, name)] = original
         setattr(cls, name, _bind(match[1], original))
     return bool(_originals)
+
+
+def _known_methods() -> dict[Target, dict[str, tuple[str, Callable[..., Any]]]]:
+    """Every method some adapter replaces -> {digest: (adapter name, replacement)}."""
+    known: dict[Target, dict[str, tuple[str, Callable[..., Any]]]] = {}
+    for adapter in adapters():
+        for target, (digest, replacement) in adapter.METHODS.items():
+            known.setdefault(target, {})[digest] = (adapter.__name__.rsplit(".", 1)[1], replacement)
+    return known
 
 
 def restore_clarena() -> None:
