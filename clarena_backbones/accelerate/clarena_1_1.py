@@ -41,12 +41,12 @@ def _adjust(
 
 def hat_clip_grad_by_adjustment(self: Any, original: Any, **kwargs: Any) -> Any:
     """HAT: the rate of the cumulative mask M<t under 'min' aggregation, by `adjustment_mode`."""
-    mode = self.adjustment_mode
-    if mode == "hat":
+    adjustment_mode = self.adjustment_mode
+    if adjustment_mode == "hat":
         rate, alpha = "hat", None
-    elif mode == "hat_const_alpha":
+    elif adjustment_mode == "hat_const_alpha":
         rate, alpha = "hat_const_alpha", self.alpha
-    elif mode == "hat_const_1":  # CLArena's `1 * m + (1 - m)`
+    elif adjustment_mode == "hat_const_1":  # CLArena's `1 * m + (1 - m)`
         rate, alpha = "hat_const_alpha", 1.0
     else:  # 'hat_random' draws its rates; other modes leave the gradients alone
         return original(self, **kwargs)
@@ -60,11 +60,11 @@ def hat_compensate_task_embedding_gradients(self: Any, original: Any, batch_idx:
 
 def adahat_clip_grad_by_adjustment(self: Any, original: Any, network_sparsity: Mapping[str, Any] | None = None) -> Any:
     """AdaHAT: rate 'adahat' of the summative mask, `r = intensity / (epsilon + sparsity)` per layer."""
-    mode = self.adjustment_mode
-    if mode == "adahat":
+    adjustment_mode = self.adjustment_mode
+    if adjustment_mode == "adahat":
         names = self.backbone.weighted_layer_names
         r: Any = {name: self.adjustment_intensity / (self.epsilon + network_sparsity[name]) for name in names}
-    elif mode == "adahat_no_reg":
+    elif adjustment_mode == "adahat_no_reg":
         r = self.adjustment_intensity / (self.epsilon + 0.0)
     else:  # 'adahat_no_sum' scales each layer by one number; other modes leave the gradients alone
         return original(self, network_sparsity=network_sparsity)

@@ -7,7 +7,7 @@ from op_helpers import DEVICES, assert_refused_on_both_paths, requires_native, r
 from clarena import ops
 
 SHAPES = [(7, 5), (6, 4, 3, 3), (5, 3, 1, 2), (0, 4), (4, 0, 3, 3)]
-MODES = ["min", "max", "mean"]
+AGGREGATIONS = ["min", "max", "mean"]
 RATES = [("hat", {}), ("hat_const_alpha", {"alpha": 0.3}), ("adahat", {"r": 0.05})]
 TOLERANCE = {torch.float32: 1e-6, torch.float64: 1e-12, torch.float16: 2e-3, torch.bfloat16: 1e-2}
 
@@ -34,10 +34,10 @@ def sample_inputs(device="cpu", dtype=torch.float32):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", list(TOLERANCE))
-@pytest.mark.parametrize("mode", MODES)
-def test_measure_equals_the_reference(device, dtype, mode):
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_measure_equals_the_reference(device, dtype, aggregation):
     for a, b, shape in sample_inputs(device, dtype):
-        native, reference, _, _ = run_both(ops.parameter_measure, [a, b, shape, mode])
+        native, reference, _, _ = run_both(ops.parameter_measure, [a, b, shape, aggregation])
         assert native.shape == torch.Size(shape) and native.is_contiguous()
         torch.testing.assert_close(native, reference, atol=TOLERANCE[dtype], rtol=TOLERANCE[dtype])
 
@@ -50,9 +50,9 @@ def test_measure_formula_on_a_small_case():
         "max": [[1.0, 0.25], [1.0, 1.0], [1.0, 0.5]],
         "mean": [[0.5, 0.125], [1.0, 0.625], [0.75, 0.375]],
     }
-    for mode, rows in expected.items():
-        assert ops.parameter_measure(a, b, (3, 2), mode).tolist() == rows
-        conv = ops.parameter_measure(a, b, (3, 2, 2, 2), mode)
+    for aggregation, rows in expected.items():
+        assert ops.parameter_measure(a, b, (3, 2), aggregation).tolist() == rows
+        conv = ops.parameter_measure(a, b, (3, 2, 2, 2), aggregation)
         assert torch.equal(conv, torch.tensor(rows).view(3, 2, 1, 1).expand(3, 2, 2, 2))
     assert ops.parameter_measure(a, None, (3, 2), "min").tolist() == [[0.0, 0.0], [1.0, 1.0], [0.5, 0.5]]
 
@@ -60,15 +60,15 @@ def test_measure_formula_on_a_small_case():
 def test_min_and_max_propagate_nan():
     a = torch.tensor([float("nan"), 1.0])
     b = torch.tensor([0.5, float("nan")])
-    for mode in ("min", "max"):
-        native, reference, _, _ = run_both(ops.parameter_measure, [a, b, (2, 2), mode])
+    for aggregation in ("min", "max"):
+        native, reference, _, _ = run_both(ops.parameter_measure, [a, b, (2, 2), aggregation])
         assert torch.equal(native.isnan(), reference.isnan())
         assert native.isnan().tolist() == [[True, True], [False, True]]
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", list(TOLERANCE))
-@pytest.mark.parametrize("aggregation", MODES)
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
 @pytest.mark.parametrize("rate, scalars", RATES)
 def test_scale_grad_equals_the_reference(device, dtype, aggregation, rate, scalars):
     for a, b, shape in sample_inputs(device, dtype):
@@ -179,7 +179,7 @@ def test_direct_native_call_checks_its_arguments():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("aggregation", MODES)
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
 @pytest.mark.parametrize("rate, scalars", RATES)
 def test_foreach_equals_one_call_per_layer_on_both_paths(device, aggregation, rate, scalars):
     samples = sample_inputs(device)
@@ -249,7 +249,7 @@ def test_parameter_measure_accepts_its_old_mode_keyword_with_a_deprecation_warni
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("aggregation", MODES)
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
 @pytest.mark.parametrize("rate, scalars", RATES)
 def test_adjustment_rate_is_what_the_gradient_is_scaled_by(device, aggregation, rate, scalars):
     for a, b, shape in sample_inputs(device):
@@ -282,7 +282,7 @@ def rate_sum_inputs(kind, device="cpu", dtype=torch.float32):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("aggregation", MODES)
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
 @pytest.mark.parametrize("kind", ["binary", "counts", "real"])
 @pytest.mark.parametrize("rate, scalars", [*RATES, ("adahat", {"r": [0.37, 2.0, 0.05, 1.0, 0.5, 3.0]})])
 def test_rate_sums_equal_the_sums_of_the_built_rates(device, aggregation, kind, rate, scalars):
