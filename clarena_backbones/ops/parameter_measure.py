@@ -153,7 +153,8 @@ def foreach_rate_sums(
     if aggregation == "mean":
         tables = [a_l.new_ones(shape[: 1 if b_l is None else 2]) for a_l, b_l, shape in zip(a, b, shapes)]
         unit_rates = [torch.ones_like(a_l) for a_l in a]
-        foreach_scale_grad_by_measure_(tables + unit_rates, [*a, *a], [*b, *[None] * count], "mean", rate, alpha_value, r_floats * 2)
+        scale_ = torch.ops.clarena.foreach_scale_grad_by_measure_  # the arguments are checked above
+        scale_(tables + unit_rates, [*a, *a], [*b, *[None] * count], "mean", rate, alpha_value, r_floats * 2)
         weight_sums = [table.sum() * math.prod(shape[table.dim() :]) for table, shape in zip(tables, shapes)]
         return torch.stack(weight_sums), torch.stack([unit.sum() for unit in unit_rates])
     is_min = aggregation == "min"
@@ -164,16 +165,20 @@ def foreach_rate_sums(
         [a[0].new_empty(0) if b_l is None else b_l for b_l in b], batch_first=True, padding_value=math.inf if is_min else -math.inf
     )
     sorted_b = padded_b.sort(dim=1).values
-    rates = [torch.ones_like(row) for row in (*padded_a, *sorted_b)]
-    foreach_scale_grad_by_measure_(rates, [*padded_a, *sorted_b], [None] * (2 * count), "min", rate, alpha_value, r_floats * 2)
+    # the rates of every row, written by the gradient-scaling kernel into rows of ones (arguments checked above)
+    rate_a, rate_b = torch.ones_like(padded_a), torch.ones_like(sorted_b)
+    torch.ops.clarena.foreach_scale_grad_by_measure_(
+        [*rate_a.unbind(0), *rate_b.unbind(0)], [*padded_a.unbind(0), *sorted_b.unbind(0)], [None] * (2 * count),
+        "min", rate, alpha_value, r_floats * 2,
+    )  # fmt: skip
     sizes = [(shape[0], 0 if b_l is None else shape[1], math.prod(shape[2:]), math.prod(shape[1:])) for b_l, shape in zip(b, shapes)]
     outs, ins, inner, per_row = torch.tensor(sizes, device=device).unbind(1)
     real_a = torch.arange(padded_a.size(1), device=device) < outs[:, None]
-    rate_a = torch.where(real_a, torch.stack(rates[:count]), 0)
+    rate_a = torch.where(real_a, rate_a, 0)
     pads = padded_b.size(1) - ins
     columns = torch.arange(padded_b.size(1), device=device)
     real_b = columns < ins[:, None] if is_min else columns >= pads[:, None]
-    prefix = torch.nn.functional.pad(torch.where(real_b, torch.stack(rates[count:]), 0).cumsum(1), (1, 0))
+    prefix = torch.nn.functional.pad(torch.where(real_b, rate_b, 0).cumsum(1), (1, 0))
     if is_min:
         below = torch.searchsorted(sorted_b, padded_a, side="left")
         rows = prefix.gather(1, below) + (ins[:, None] - below) * rate_a
