@@ -153,8 +153,9 @@ def foreach_rate_sums(
     if aggregation == "mean":
         tables = [a_l.new_ones(shape[: 1 if b_l is None else 2]) for a_l, b_l, shape in zip(a, b, shapes)]
         unit_rates = [torch.ones_like(a_l) for a_l in a]
-        scale_ = torch.ops.clarena.foreach_scale_grad_by_measure_  # the arguments are checked above
-        scale_(tables + unit_rates, [*a, *a], [*b, *[None] * count], "mean", rate, alpha_value, r_floats * 2)
+        torch.ops.clarena.foreach_scale_grad_by_measure_(  # the arguments are checked above
+            tables + unit_rates, [*a, *a], [*b, *[None] * count], "mean", rate, alpha_value, r_floats * 2
+        )
         weight_sums = [table.sum() * math.prod(shape[table.dim() :]) for table, shape in zip(tables, shapes)]
         return torch.stack(weight_sums), torch.stack([unit.sum() for unit in unit_rates])
     is_min = aggregation == "min"
