@@ -338,9 +338,9 @@ def test_clip_grad_skips_parameters_without_gradient_and_validates():
     backbone.fc[1].weight.grad = None
     backbone.clip_grad_by_measure_(measures(backbone), "min", "hat")
     assert backbone.fc[1].weight.grad is None
-    with pytest.raises(ValueError, match="`mode`.*'adahat'"):
+    with pytest.raises(ValueError, match="`rate`.*'adahat'"):
         backbone.clip_grad_by_measure_(measures(backbone), "min", "hat_random")
-    with pytest.raises(ValueError, match="`aggregation_mode`"):
+    with pytest.raises(ValueError, match="`aggregation`"):
         backbone.clip_grad_by_measure_(measures(backbone), "avg", "hat")
 
 

@@ -1,7 +1,7 @@
 """`WSNMaskBackbone`: parameter masks selected from learnable scores (WSN, Winning SubNetworks)."""
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -253,6 +253,26 @@ class WSNMaskBackbone(CLBackbone):
             {name: None if mask is None else pack_mask(mask) for name, mask in bias_mask.items()},
         )
         return weight_mask, bias_mask
+
+    # --------------------------------------------------------------------- gradient masking
+    @torch.no_grad()
+    def clip_grad_by_mask_(self, weight_mask: Mapping[str, Tensor], bias_mask: Mapping[str, Tensor | None]) -> None:
+        """Zero the gradients of the parameters that `(weight_mask, bias_mask)` marks with 1.
+
+        WSN's step between `backward()` and the optimizer step, with the union of the earlier
+        tasks' subnetworks as the masks (CLArena's cumulative masks, float 0/1 and shaped like
+        each weight and bias; None for a layer without a bias mask): `grad *= 1 - M`, computed as
+        `grad -= grad * M` in one multi-tensor op over all layers, so no weight-sized `1 - M` is
+        built. Parameters without a gradient are skipped.
+        """
+        grads, masks = [], []
+        for name, layer in self.named_weighted_layers():
+            for parameter, mask in ((layer.weight, weight_mask[name]), (layer.bias, bias_mask.get(name))):
+                if parameter is not None and mask is not None and parameter.grad is not None:
+                    grads.append(parameter.grad)
+                    masks.append(mask)
+        if grads:
+            torch._foreach_addcmul_(grads, grads, masks, value=-1)
 
     # ------------------------------------------------------------------------- masked layers
     @staticmethod

@@ -29,22 +29,22 @@ def percentile_mask(score: torch.Tensor, keep: float) -> torch.Tensor:
     return _PercentileGate.apply(score, keep)
 
 
-def _aggregate(a: torch.Tensor, b: torch.Tensor, mode: str) -> torch.Tensor:
-    if mode == "min":
+def _aggregate(a: torch.Tensor, b: torch.Tensor, aggregation: str) -> torch.Tensor:
+    if aggregation == "min":
         return torch.minimum(a, b)
-    if mode == "max":
+    if aggregation == "max":
         return torch.maximum(a, b)
     return (a + b) / 2
 
 
-def parameter_measure(a: torch.Tensor, b: torch.Tensor | None, weight_shape, mode: str) -> torch.Tensor:
+def parameter_measure(a: torch.Tensor, b: torch.Tensor | None, weight_shape, aggregation: str) -> torch.Tensor:
     shape = tuple(weight_shape)
     trailing = (1,) * (len(shape) - 1)
     a_full = a.view(-1, *trailing).expand(shape)
     if b is None:
         return a_full.contiguous()
     b_full = b.view(1, -1, *trailing[1:]).expand(shape)
-    return _aggregate(a_full, b_full, mode)
+    return _aggregate(a_full, b_full, aggregation)
 
 
 def adjustment_rate(measure: torch.Tensor, rate: str, alpha: float, r: float) -> torch.Tensor:
@@ -57,6 +57,15 @@ def adjustment_rate(measure: torch.Tensor, rate: str, alpha: float, r: float) ->
 
 def scale_grad_by_measure_(grad, a, b, aggregation: str, rate: str, alpha: float, r: float) -> None:
     grad.mul_(adjustment_rate(parameter_measure(a, b, grad.shape, aggregation), rate, alpha, r))
+
+
+def foreach_rate_sums(a, b, weight_shapes, aggregation: str, rate: str, alpha: float, r) -> tuple[torch.Tensor, torch.Tensor]:
+    weight_sums = [
+        adjustment_rate(parameter_measure(a_l, b_l, shape, aggregation), rate, alpha, r_l).sum()
+        for a_l, b_l, shape, r_l in zip(a, b, weight_shapes, r)
+    ]
+    unit_sums = [adjustment_rate(a_l, rate, alpha, r_l).sum() for a_l, r_l in zip(a, r)]
+    return torch.stack(weight_sums), torch.stack(unit_sums)
 
 
 def masked_weight(weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
