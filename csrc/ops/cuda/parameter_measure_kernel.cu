@@ -154,15 +154,12 @@ Tensor parameter_measure_cuda(const Tensor& a, const std::optional<Tensor>& b,
   if (out.numel() == 0) return out;
   const Tensor a_c = torch::stable::contiguous(a);
   const std::optional<Tensor> b_c = b.has_value() ? std::optional(torch::stable::contiguous(*b)) : std::nullopt;
-  const Launch launch = launch_for(layer, multiprocessor_count(a));
+  const Launch shape = launch_for(layer, multiprocessor_count(a));
   const cudaStream_t stream = current_stream(a);
   dispatch_floating(a.scalar_type(), [&](auto tag) {
     using scalar_t = typename decltype(tag)::type;
     dispatch_aggregation(aggregation, [&](auto agg) {
-      fill_measure_kernel<decltype(agg)::value, scalar_t><<<launch.grid, launch.block, 0, stream>>>(
-          a_c.const_data_ptr<scalar_t>(), b_c ? b_c->const_data_ptr<scalar_t>() : nullptr,
-          out.mutable_data_ptr<scalar_t>(), layer);
-      CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
+      launch(fill_measure_kernel<decltype(agg)::value, scalar_t>, shape.grid, shape.block, stream, a_c.const_data_ptr<scalar_t>(), b_c ? b_c->const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>(), layer);
     });
   });
   return out;
@@ -201,12 +198,10 @@ void scale_grads_cuda(const std::vector<Tensor>& grads, const std::vector<Tensor
         widest_row = std::max(widest_row, layer.cols * layer.inner);
       }
       if (table.count == 0) continue;
-      const Launch launch = launch_for(LayerShape{table.rows, widest_row, 1}, sm_count);
+      const Launch shape = launch_for(LayerShape{table.rows, widest_row, 1}, sm_count);
       dispatch_aggregation(args.aggregation, [&](auto agg) {
         dispatch_rate(args.rate, [&](auto rate_kind) {
-          scale_grads_kernel<decltype(agg)::value, decltype(rate_kind)::value, scalar_t>
-              <<<launch.grid, launch.block, 0, stream>>>(table, static_cast<opmath_t>(args.alpha));
-          CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
+          launch(scale_grads_kernel<decltype(agg)::value, decltype(rate_kind)::value, scalar_t>, shape.grid, shape.block, stream, table, static_cast<opmath_t>(args.alpha));
         });
       });
     }

@@ -420,21 +420,17 @@ void gate_segments(const Segments<scalar_t>& segments, int count, const Tensor& 
   count_t* histograms = static_cast<count_t*>(histogram_buffer.mutable_data_ptr());
   key_t* candidates = static_cast<key_t*>(candidate_buffer.mutable_data_ptr());
 
-  init_kernel<scalar_t><<<count, kThreads, 0, stream>>>(segments, states, histograms);
-  CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
+  launch(init_kernel<scalar_t>, count, kThreads, stream, segments, states, histograms);
   // Blocks of a smaller tensor beyond its size return at once.
   const dim3 histogram_grid(grid_size(largest, kThreads, sm_count, 2), count);
   int shift = first_shift<key_t>();
   for (int pass = 0;; ++pass) {
     const bool last = shift == 0;
-    histogram_kernel<scalar_t><<<histogram_grid, kThreads, 0, stream>>>(segments, shift, pass, last, states,
-                                                                        histograms, candidates);
-    CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
+    launch(histogram_kernel<scalar_t>, histogram_grid, kThreads, stream, segments, shift, pass, last, states, histograms, candidates);
     if (last) break;
     shift = next_shift(shift);
   }
-  mask_kernel<scalar_t><<<dim3(grid_size(largest, kThreads, sm_count, 8), count), kThreads, 0, stream>>>(segments, states);
-  CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
+  launch(mask_kernel<scalar_t>, dim3(grid_size(largest, kThreads, sm_count, 8), count), kThreads, stream, segments, states);
 }
 
 // Gates `inputs` (contiguous, one dtype) into `outs`, kMaxSegments tensors per launch sequence.
