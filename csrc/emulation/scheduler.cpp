@@ -139,8 +139,11 @@ void Engine::run_grid(dim3 grid, dim3 block, KernelBody body) {
   block_ = block;
   threads_ = static_cast<int>(threads);
   if (fibers_.size() < threads) fibers_.resize(threads);
-  for (Fiber& fiber : fibers_)
-    if (!fiber.stack) fiber.stack.reset(new char[kStackBytes]);
+  for (Fiber& fiber : fibers_) {
+    if (fiber.stack) continue;
+    fiber.stack.reset(new char[kStackBytes]);
+    getcontext(&fiber.context);  // once: makecontext re-targets it for every block
+  }
 
   std::vector<uint3> order;
   for (unsigned int z = 0; z < grid.z; ++z)
@@ -161,7 +164,6 @@ void Engine::run_block(uint3 block_index) {
     fiber.ids = {{x, y, z}, block_index, block_, grid_};
     fiber.state = State::Runnable;
     fiber.result = 0;
-    getcontext(&fiber.context);
     fiber.context.uc_stack.ss_sp = fiber.stack.get();
     fiber.context.uc_stack.ss_size = kStackBytes;
     fiber.context.uc_link = nullptr;

@@ -335,7 +335,7 @@ __global__ void __launch_bounds__(kThreads) histogram_kernel(const Segments<scal
   if (pass < 2) {
     for_each_element(x, n, [&](int64_t, scalar_t value) {
       if (check_nan) nan |= (value != value);
-      count_key(to_key(value));
+      count_key(sort_key(value));
     });
   } else {
     // Written by pass 1, an earlier launch.
