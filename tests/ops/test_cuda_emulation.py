@@ -18,7 +18,7 @@ import test_parameter_measure
 import test_percentile_mask
 import test_unit_mask
 from cuda_emulation_helpers import emulated_ops
-from op_helpers import assert_identical, requires_native, unit_mask_gradient_bound
+from op_helpers import requires_native, unit_mask_gradient_bound
 
 pytestmark = [requires_native,
               pytest.mark.skipif(sys.platform != "linux", reason="the harness's fibers are Linux ucontexts")]
@@ -26,6 +26,11 @@ pytestmark = [requires_native,
 cpu = torch.ops.clarena
 GATE_DTYPES = [torch.float32, torch.float64]
 FLOATING = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+
+
+def assert_identical(actual, expected, case=""):
+    """Bit-for-bit equal values, NaN equal to NaN; a failure names `case`."""
+    torch.testing.assert_close(actual, expected, rtol=0, atol=0, equal_nan=True, msg=lambda text: f"{case}: {text}")
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +62,14 @@ def test_gate_equals_the_cpu_kernel(cuda, dtype):
     for keep in test_percentile_mask.KEEPS:
         masks, _ = cuda.percentile_masks(list(scores.values()), keep, torch.full((len(scores), 5), math.nan, dtype=torch.float64))
         for (name, score), mask in zip(scores.items(), masks):
-            assert_identical(mask, cpu.percentile_mask(score, keep)), (name, keep)
+            assert_identical(mask, cpu.percentile_mask(score, keep), (name, keep))
 
 
 @pytest.mark.parametrize("dtype", GATE_DTYPES)
 @pytest.mark.parametrize("keep", [1e-4, 0.3, 1.0])
 def test_gate_of_one_tensor_equals_the_cpu_kernel(cuda, dtype, keep):
     for name, score in gate_scores(dtype).items():
-        assert_identical(cuda.percentile_mask(score, keep), cpu.percentile_mask(score, keep)), name
+        assert_identical(cuda.percentile_mask(score, keep), cpu.percentile_mask(score, keep), name)
 
 
 def test_gate_over_more_tensors_than_one_launch_takes(cuda):
