@@ -2,7 +2,7 @@
 
 They are the test oracle, the benchmark baseline, and the fallback when the native library is
 missing. Each follows the original code's formula (sort-based quantile, materialised measures),
-with CLArena's bugs fixed as documented in the README: the gate has its straight-through backward
+with CLArena's bugs fixed as documented in docs/differences.md: the gate has its straight-through backward
 and 'mean' aggregation averages the two unit measures.
 """
 
