@@ -174,6 +174,13 @@ class EmulatedOps:
                    ctypes.c_int64(len(grads)), ctypes.c_double(scale), ctypes.c_double(s_max),
                    ctypes.c_double(clamp_threshold))
 
+    def self_test(self, which: int) -> list[int]:
+        """Runs the harness's self-test kernel `which` (csrc/emulation/self_test_entries.cpp); the
+        64 ints it writes, starting from -1."""
+        out = (ctypes.c_int * 64)(*([-1] * 64))
+        self._call("clarena_emulation_self_test", ctypes.c_int(which), out)
+        return list(out)
+
 
 @functools.cache
 def emulated_ops() -> EmulatedOps:

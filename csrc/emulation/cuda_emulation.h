@@ -137,16 +137,18 @@ T atomic_update(T* address, Update update) {
   ::clarena::emulation::sync_threads(::clarena::emulation::Reduction::Count, (predicate) ? 1 : 0, __FILE__, __LINE__)
 #define __activemask() ::clarena::emulation::active_mask(__FILE__, __LINE__)
 #define __syncwarp(...) ::clarena::emulation::sync_warp(__FILE__, __LINE__, ##__VA_ARGS__)
-#define __shfl_sync(mask, value, lane, ...) \
-  ::clarena::emulation::shuffle(::clarena::emulation::Collective::Shuffle, mask, value, lane, __FILE__, __LINE__, ##__VA_ARGS__)
-#define __shfl_up_sync(mask, value, delta, ...) \
-  ::clarena::emulation::shuffle(::clarena::emulation::Collective::ShuffleUp, mask, value, delta, __FILE__, __LINE__, ##__VA_ARGS__)
-#define __shfl_down_sync(mask, value, delta, ...)                                                               \
-  ::clarena::emulation::shuffle(::clarena::emulation::Collective::ShuffleDown, mask, value, delta, __FILE__, __LINE__, \
+#define __shfl_sync(mask, value, lane, ...)                                                                \
+  ::clarena::emulation::shuffle(::clarena::emulation::Collective::Shuffle, mask, value, lane, __FILE__, __LINE__, \
                                 ##__VA_ARGS__)
-#define __shfl_xor_sync(mask, value, lane_mask, ...)                                                           \
-  ::clarena::emulation::shuffle(::clarena::emulation::Collective::ShuffleXor, mask, value, lane_mask, __FILE__, __LINE__, \
+#define __shfl_up_sync(mask, value, delta, ...)                                                                 \
+  ::clarena::emulation::shuffle(::clarena::emulation::Collective::ShuffleUp, mask, value, delta, __FILE__, __LINE__, \
                                 ##__VA_ARGS__)
+#define __shfl_down_sync(mask, value, delta, ...)                                                                 \
+  ::clarena::emulation::shuffle(::clarena::emulation::Collective::ShuffleDown, mask, value, delta, __FILE__, \
+                                __LINE__, ##__VA_ARGS__)
+#define __shfl_xor_sync(mask, value, lane_mask, ...)                                                             \
+  ::clarena::emulation::shuffle(::clarena::emulation::Collective::ShuffleXor, mask, value, lane_mask, __FILE__, \
+                                __LINE__, ##__VA_ARGS__)
 #define __ballot_sync(mask, predicate)                                                                           \
   static_cast<unsigned int>(::clarena::emulation::warp_collective(::clarena::emulation::Collective::Ballot, mask, \
                                                                   (predicate) ? 1 : 0, 0, 32, __FILE__, __LINE__))
@@ -175,7 +177,8 @@ T shuffle(Collective kind, unsigned int mask, T value, int lane, const char* fil
 // __match_any_sync takes 32-bit and 64-bit integers only.
 template <typename T>
 uint64_t match_bits(T value) {
-  static_assert(std::is_integral_v<T> && (sizeof(T) == 4 || sizeof(T) == 8), "__match_any_sync: a 32- or 64-bit integer");
+  static_assert(std::is_integral_v<T> && (sizeof(T) == 4 || sizeof(T) == 8),
+                "__match_any_sync: a 32- or 64-bit integer");
   return to_bits(value);
 }
 

@@ -190,8 +190,8 @@ void Engine::fiber_entry() {
   const unsigned int lane_bit = 1u << (e.running_ % kWarpSize);
   for (const PendingCollective& pending : e.pending_[warp])
     if (pending.mask & lane_bit & ~pending.arrived)
-      return e.fail("thread " + std::to_string(e.running_) + " exited while named in the mask of the collective at " +
-                    pending.site.text());
+      return e.fail("lane " + std::to_string(e.running_ % kWarpSize) + " of warp " + std::to_string(warp) +
+                    " exited while named in the mask of the collective at " + pending.site.text());
   e.resolve_active_masks(warp);
   e.switch_away();
 }
@@ -295,7 +295,8 @@ uint64_t Engine::warp_collective(Collective kind, unsigned int mask, uint64_t va
   if (pending == nullptr) {
     for (int l = 0; l < lanes; ++l)
       if ((mask >> l) & 1u && fibers_[warp * kWarpSize + l].state == State::Done)
-        fail("the mask of the collective at " + site.text() + " names lane " + std::to_string(l) + ", which exited");
+        fail("lane " + std::to_string(l) + " of warp " + std::to_string(warp) +
+             " exited while named in the mask of the collective at " + site.text());
     pendings.push_back(PendingCollective{kind, mask, 0, width, site, {}, {}});
     pending = &pendings.back();
   } else if (pending->kind != kind || pending->width != width || !(pending->site == site)) {

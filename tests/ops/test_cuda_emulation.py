@@ -40,6 +40,32 @@ def cuda():
     return ops
 
 
+# --- the harness itself ---------------------------------------------------------------------------
+
+
+def test_harness_runs_threads_as_fibers_that_meet_at_barriers(cuda):
+    """A thread reads the value its neighbour wrote: right after a barrier, wrong (0) without."""
+    assert cuda.self_test(0) == [(t + 1) % 64 + 1 for t in range(64)]
+    for seed in range(3):
+        cuda.schedule(seed)
+        assert 0 in cuda.self_test(1)
+    cuda.schedule(0)
+
+
+@pytest.mark.parametrize("which, message", [
+    (2, "while other threads wait at .* \\(a barrier in divergent code\\)"),
+    (3, "lane 0 of warp 0 exited while named in the mask of the collective at "),
+])  # fmt: skip
+def test_harness_reports_what_would_hang_a_gpu(cuda, which, message):
+    with pytest.raises(RuntimeError, match=message):
+        cuda.self_test(which)
+
+
+def test_harness_active_mask_is_the_converged_lanes(cuda):
+    out = cuda.self_test(4)
+    assert out[1::2] == [0xAAAAAAAA - (1 << 32)] * 32 and out[0::2] == [-1] * 32
+
+
 # --- the gate ------------------------------------------------------------------------------------
 
 

@@ -159,7 +159,9 @@ Tensor parameter_measure_cuda(const Tensor& a, const std::optional<Tensor>& b,
   dispatch_floating(a.scalar_type(), [&](auto tag) {
     using scalar_t = typename decltype(tag)::type;
     dispatch_aggregation(aggregation, [&](auto agg) {
-      launch(fill_measure_kernel<decltype(agg)::value, scalar_t>, shape.grid, shape.block, stream, a_c.const_data_ptr<scalar_t>(), b_c ? b_c->const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>(), layer);
+      launch(fill_measure_kernel<decltype(agg)::value, scalar_t>, shape.grid, shape.block, stream,
+             a_c.const_data_ptr<scalar_t>(), b_c ? b_c->const_data_ptr<scalar_t>() : nullptr,
+             out.mutable_data_ptr<scalar_t>(), layer);
     });
   });
   return out;
@@ -201,7 +203,8 @@ void scale_grads_cuda(const std::vector<Tensor>& grads, const std::vector<Tensor
       const Launch shape = launch_for(LayerShape{table.rows, widest_row, 1}, sm_count);
       dispatch_aggregation(args.aggregation, [&](auto agg) {
         dispatch_rate(args.rate, [&](auto rate_kind) {
-          launch(scale_grads_kernel<decltype(agg)::value, decltype(rate_kind)::value, scalar_t>, shape.grid, shape.block, stream, table, static_cast<opmath_t>(args.alpha));
+          launch(scale_grads_kernel<decltype(agg)::value, decltype(rate_kind)::value, scalar_t>, shape.grid,
+                 shape.block, stream, table, static_cast<opmath_t>(args.alpha));
         });
       });
     }

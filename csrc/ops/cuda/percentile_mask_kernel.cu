@@ -9,7 +9,8 @@
 // float32, 6 for float64). It counts the digit of each key whose already selected high bits equal
 // the prefix; the first pass also flags NaN, the second copies the keys that match the first
 // digit into a candidate buffer (AIR Top-K's filtering, Zhang et al., SC'23), and later passes
-// read only those. When the upper order statistic is needed, the filtering pass and the last one
+// read only those. The buffer holds an eighth of the keys (a first digit rarely holds more); when
+// more match, later passes read the scores again instead. When the upper order statistic is needed, the filtering pass and the last one
 // also find the smallest key above every candidate. The last block to finish a tensor's
 // histogram (a per-tensor ticket taken after a memory fence) then selects the digit that holds the
 // target rank, narrowing the prefix and the rank. After the last digit the prefix is the exact key
@@ -57,7 +58,8 @@ struct Segments {
   int64_t below[kMaxSegments];   // rank of the lower order statistic
   scalar_t weight[kMaxSegments]; // interpolation weight of the upper one
   bool need_above[kMaxSegments]; // whether the upper one is another rank
-  int64_t first_candidate[kMaxSegments];  // where the tensor's candidate keys start in the buffer
+  int64_t first_candidate[kMaxSegments];     // where the tensor's candidate keys start in the buffer
+  int64_t candidate_capacity[kMaxSegments];  // and how many it has room for
 };
 
 // The blocks of a launch split by segment: blocks [first_block[s], first_block[s + 1]) of the
@@ -88,7 +90,7 @@ struct SelectState {
   key_t above;        // smallest key seen above the key of rank `below` (all ones: none yet)
   count_t rank;       // rank of the target among the keys that match `prefix` on `known`
   count_t equal;      // after the last digit: how many keys equal the key of rank `below`
-  count_t candidates; // keys in the candidate buffer (those matching the first digit)
+  count_t candidates; // keys matching the first digit (in the candidate buffer if it had room)
   unsigned int has_nan;
   unsigned int finished;  // blocks done with the current histogram pass
   scalar_t threshold;
@@ -166,15 +168,17 @@ __device__ __forceinline__ void for_each_element(const scalar_t* __restrict__ x,
 
 // Appends `key` at the end of `keys` (whose length is `*count`), one global atomic per warp: the
 // calling lanes take consecutive slots after the position their leader reserved for them all.
+// Keys beyond `capacity` are counted but not stored.
 template <typename key_t>
-__device__ __forceinline__ void append_aggregated(key_t key, key_t* keys, count_t* count) {
+__device__ __forceinline__ void append_aggregated(key_t key, key_t* keys, count_t* count, count_t capacity) {
   const unsigned int peers = __activemask();
   const int lane = static_cast<int>(threadIdx.x & 31);
   const int leader = __ffs(peers) - 1;
   count_t start = 0;
   if (lane == leader) start = atomicAdd(count, static_cast<count_t>(__popc(peers)));
   start = __shfl_sync(peers, start, leader);
-  keys[start + __popc(peers & ((1u << lane) - 1u))] = key;
+  const count_t slot = start + __popc(peers & ((1u << lane) - 1u));
+  if (slot < capacity) keys[slot] = key;
 }
 
 // Minimum over the block (blockDim.x == kThreads, a power of two); the result is in every thread.
@@ -319,7 +323,8 @@ __device__ void interpolate_threshold(const Segments<scalar_t>& segments, int se
 
 // Blocks split by `grid`. Pass 0 reads every score and flags NaN; pass 1 reads every score
 // again and, unless it is the last, copies the keys that match the first digit (those it counts)
-// into the candidate buffer; later passes read the candidates only.
+// into the candidate buffer; later passes read the candidates only, or every score again when
+// they did not fit.
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads, kHistogramBlocksPerSM)
     histogram_kernel(const Segments<scalar_t> segments, const SegmentGrid grid, int shift, int pass, bool last,
@@ -331,6 +336,7 @@ __global__ void __launch_bounds__(kThreads, kHistogramBlocksPerSM)
   const scalar_t* __restrict__ x = segments.x[segment];
   const int64_t n = segments.n[segment];
   key_t* candidates = candidate_buffer + segments.first_candidate[segment];
+  const count_t capacity = static_cast<count_t>(segments.candidate_capacity[segment]);
   const bool check_nan = pass == 0;
   const bool filter = pass == 1 && !last;
   // Larger keys are left behind by the digits before the last one, and, once filtered out, are
@@ -353,22 +359,22 @@ __global__ void __launch_bounds__(kThreads, kHistogramBlocksPerSM)
     const key_t high = key & known;
     if (high == prefix) {
       increment_aggregated(bins, digit(key, shift));
-      if (filter) append_aggregated(key, candidates, &state->candidates);
+      if (filter) append_aggregated(key, candidates, &state->candidates, capacity);
     } else if (track_above && high > prefix && key < smallest_above) {
       // Left behind by an earlier digit for being larger: `known` is a run of top bits, so the
       // masked comparison orders it above every remaining candidate.
       smallest_above = key;
     }
   };
-  if (pass < 2) {
+  // Written by pass 1, an earlier launch.
+  const count_t matching = pass < 2 ? 0 : state->candidates;
+  if (pass < 2 || matching > capacity) {
     for_each_element(x, n, place, [&](int64_t, scalar_t value) {
       if (check_nan) nan |= (value != value);
       count_key(sort_key(value));
     });
   } else {
-    // Written by pass 1, an earlier launch.
-    for_each_element(candidates, static_cast<int64_t>(state->candidates), place,
-                     [&](int64_t, key_t key) { count_key(key); });
+    for_each_element(candidates, static_cast<int64_t>(matching), place, [&](int64_t, key_t key) { count_key(key); });
   }
   __syncthreads();
   for (int bin = threadIdx.x; bin < kBins; bin += blockDim.x)
@@ -450,8 +456,8 @@ void gate_segments(const Segments<scalar_t>& segments, int count, const Tensor& 
   const Tensor state_buffer =
       torch::stable::new_empty(like, {static_cast<int64_t>(count * sizeof(State))}, ScalarType::Byte);
   const Tensor histogram_buffer = torch::stable::new_empty(like, {count * kBins}, ScalarType::Long);
-  // Room for every key: no allocation depends on a count only the device knows.
-  const int64_t total = segments.first_candidate[count - 1] + segments.n[count - 1];
+  // No allocation depends on a count only the device knows: the capacities are fixed.
+  const int64_t total = segments.first_candidate[count - 1] + segments.candidate_capacity[count - 1];
   const Tensor candidate_buffer =
       torch::stable::new_empty(like, {static_cast<int64_t>(total * sizeof(key_t))}, ScalarType::Byte);
   State* states = static_cast<State*>(state_buffer.mutable_data_ptr());
@@ -477,7 +483,7 @@ template <typename scalar_t>
 void gate_all(const std::vector<Tensor>& inputs, const std::vector<Tensor>& outs, double keep) {
   Segments<scalar_t> segments{};
   int count = 0;
-  int64_t keys = 0;  // in the segments so far
+  int64_t keys = 0;  // candidate slots of the segments so far
   const bool rank_in_double = quantile_rank_in_double();
   for (size_t i = 0; i < inputs.size(); ++i) {
     const int64_t n = inputs[i].numel();
@@ -490,7 +496,8 @@ void gate_all(const std::vector<Tensor>& inputs, const std::vector<Tensor>& outs
       segments.weight[count] = rank.weight;
       segments.need_above[count] = rank.above != rank.below;
       segments.first_candidate[count] = keys;
-      keys += n;
+      segments.candidate_capacity[count] = (n + 7) / 8;
+      keys += segments.candidate_capacity[count];
       ++count;
     }
     if (count == kMaxSegments || (count > 0 && i + 1 == inputs.size())) {

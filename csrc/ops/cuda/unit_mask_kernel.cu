@@ -137,7 +137,8 @@ Tensor unit_mask_cuda(const Tensor& input, const Tensor& mask, bool relu) {
   const unsigned int blocks = grid_size(n, kThreads, multiprocessor_count(x));
   dispatch_floating(x.scalar_type(), [&](auto tag) {
     using scalar_t = typename decltype(tag)::type;
-    launch(unit_mask_kernel<scalar_t>, blocks, kThreads, stream, x.const_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), n, layout.channels, layout.spatial, relu);
+    launch(unit_mask_kernel<scalar_t>, blocks, kThreads, stream, x.const_data_ptr<scalar_t>(),
+           m.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), n, layout.channels, layout.spatial, relu);
   });
   return out;
 }
@@ -172,9 +173,12 @@ std::tuple<Tensor, Tensor> unit_mask_backward_cuda(const Tensor& grad, const Ten
       partial = torch::stable::new_empty(x, {channels * slices},
                                          sizeof(opmath_t) == sizeof(double) ? ScalarType::Double : ScalarType::Float);
     opmath_t* partial_ptr = partial ? static_cast<opmath_t*>(partial->mutable_data_ptr()) : nullptr;
-    launch(unit_mask_backward_kernel<scalar_t>, grid, kThreads, stream, g.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>(), grad_input.mutable_data_ptr<scalar_t>(), grad_mask.mutable_data_ptr<scalar_t>(), partial_ptr, channels, spatial, per_channel, per_slice, relu);
+    launch(unit_mask_backward_kernel<scalar_t>, grid, kThreads, stream, g.const_data_ptr<scalar_t>(),
+           x.const_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>(), grad_input.mutable_data_ptr<scalar_t>(),
+           grad_mask.mutable_data_ptr<scalar_t>(), partial_ptr, channels, spatial, per_channel, per_slice, relu);
     if (slices > 1) {
-      launch(sum_slices_kernel<scalar_t>, sum_blocks, kThreads, stream, partial_ptr, grad_mask.mutable_data_ptr<scalar_t>(), channels, slices);
+      launch(sum_slices_kernel<scalar_t>, sum_blocks, kThreads, stream, partial_ptr,
+             grad_mask.mutable_data_ptr<scalar_t>(), channels, slices);
     }
   });
   return {grad_input, grad_mask};
