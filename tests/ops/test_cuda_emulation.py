@@ -17,11 +17,15 @@ import test_foreach_kernels
 import test_parameter_measure
 import test_percentile_mask
 import test_unit_mask
-from cuda_emulation_helpers import emulated_ops
+from cuda_emulation_helpers import EMULATION, emulated_ops
 from op_helpers import requires_native, unit_mask_gradient_bound
 
-pytestmark = [requires_native,
-              pytest.mark.skipif(sys.platform != "linux", reason="the harness's fibers are Linux ucontexts")]
+pytestmark = [
+    requires_native,
+    pytest.mark.skipif(sys.platform != "linux", reason="the harness's fibers are Linux ucontexts"),
+    # The wheel checks run a copy of tests/ against an installed wheel, away from the sources.
+    pytest.mark.skipif(not EMULATION.is_dir(), reason="needs the repository's csrc/ (the kernels' sources)"),
+]
 
 cpu = torch.ops.clarena
 GATE_DTYPES = [torch.float32, torch.float64]
@@ -200,9 +204,12 @@ def test_scaling_more_layers_than_one_launch_takes_equals_the_cpu_kernel(cuda, a
 
 @pytest.mark.parametrize("dtype", FLOATING)
 def test_unit_mask_equals_the_cpu_kernel(cuda, dtype):
-    """MLP and conv layouts, and one channel long enough to be summed in two slices."""
+    """MLP and conv layouts, MLP channels in tiles of 32 (one partly filled), and channels long
+    enough to be summed in two slices in both layouts."""
     samples = test_unit_mask.sample_inputs(dtype=dtype)
     samples.append((torch.randn(40, 2, 30, 30, dtype=dtype), torch.rand(2, dtype=dtype), True))
+    samples.append((torch.randn(37, 70, dtype=dtype), torch.rand(70, dtype=dtype), True))
+    samples.append((torch.randn(40_000, 3, dtype=dtype), torch.rand(3, dtype=dtype), False))
     for x, mask, relu in samples:
         assert_identical(cuda.unit_mask(x, mask, relu), cpu.unit_mask(x, mask, relu))
         grad = torch.randn_like(x)
