@@ -26,8 +26,8 @@ constexpr int kThreads = 256;
 constexpr int64_t kMaxGridY = 65535;
 
 // Walks the elements of a row that one thread owns: k, and j = k / inner kept up to date by
-// carrying, since k advances by a fixed stride. Built once per thread (the only divisions) and
-// copied for each row.
+// carrying, since k advances by a fixed stride. Built once per thread and layer (the only
+// divisions) and copied for each row.
 struct RowWalk {
   int64_t k;
   int64_t j;
@@ -104,6 +104,8 @@ __global__ void __launch_bounds__(kThreads) scale_grads_kernel(const SegmentTabl
   const int64_t first_k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   int s = 0;
+  int walk_segment = -1;  // the segment `origin` was built for
+  RowWalk origin(first_k, step, 1);
   for (int64_t row = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y; row < table.rows;
        row += static_cast<int64_t>(gridDim.y) * blockDim.y) {
     while (s + 1 < table.count && row >= table.segments[s + 1].first_row) ++s;
@@ -118,7 +120,11 @@ __global__ void __launch_bounds__(kThreads) scale_grads_kernel(const SegmentTabl
         out[k] = static_cast<scalar_t>(static_cast<opmath_t>(out[k]) * factor);
       continue;
     }
-    for (RowWalk walk(first_k, step, seg.layer.inner); walk.k < row_size; walk.advance()) {
+    if (walk_segment != s) {  // its divisions once per segment, not per row
+      origin = RowWalk(first_k, step, seg.layer.inner);
+      walk_segment = s;
+    }
+    for (RowWalk walk = origin; walk.k < row_size; walk.advance()) {
       const opmath_t factor = rate<R, opmath_t>(aggregate<A, opmath_t>(ai, seg.b[walk.j]), alpha, seg.r);
       out[walk.k] = static_cast<scalar_t>(static_cast<opmath_t>(out[walk.k]) * factor);
     }
@@ -195,11 +201,18 @@ void scale_grads_cuda(const std::vector<Tensor>& grads, const std::vector<Tensor
         if (layer.rows == 0 || layer.cols * layer.inner == 0) continue;
         table.segments[table.count++] = {targets[next].mutable_data_ptr<scalar_t>(), a_c[next].const_data_ptr<scalar_t>(),
                                          b_c[next] ? b_c[next]->const_data_ptr<scalar_t>() : nullptr, layer,
-                                         static_cast<opmath_t>(r[next]), table.rows};
-        table.rows += layer.rows;
+                                         static_cast<opmath_t>(r[next]), 0};
         widest_row = std::max(widest_row, layer.cols * layer.inner);
       }
       if (table.count == 0) continue;
+      // Longest rows first: their blocks start first, and the short rows fill the tail.
+      std::stable_sort(table.segments, table.segments + table.count, [](const auto& x, const auto& y) {
+        return x.layer.cols * x.layer.inner > y.layer.cols * y.layer.inner;
+      });
+      for (int k = 0; k < table.count; ++k) {
+        table.segments[k].first_row = table.rows;
+        table.rows += table.segments[k].layer.rows;
+      }
       const Launch shape = launch_for(LayerShape{table.rows, widest_row, 1}, sm_count);
       dispatch_aggregation(args.aggregation, [&](auto agg) {
         dispatch_rate(args.rate, [&](auto rate_kind) {
