@@ -3,7 +3,6 @@
 
 #include "emulation/entry.h"
 
-using clarena::emulation::Handle;
 using namespace clarena::emulation;
 
 extern "C" {
