@@ -119,13 +119,28 @@ def test_gate_over_more_tensors_than_one_launch_takes(cuda):
 
 
 def test_gate_reads_many_vectors_per_thread(cuda):
-    """One multiprocessor: the grid is small, so each thread issues several rounds of four loads."""
+    """One multiprocessor: the grid is small, so each thread issues several rounds of four loads,
+    and a block finds more candidates than it stages in shared memory when they share their
+    first digit."""
     cuda.schedule(5, multiprocessors=1)
     try:
         for dtype in GATE_DTYPES:
-            score = torch.randn(20_000, dtype=dtype)
-            for keep in (0.01, 0.5):
-                assert_identical(cuda.percentile_mask(score, keep), cpu.percentile_mask(score, keep))
+            for score in (torch.randn(20_000, dtype=dtype), 1 + torch.rand(20_000, dtype=dtype) / 1024):
+                for keep in (0.01, 0.5):
+                    assert_identical(cuda.percentile_mask(score, keep), cpu.percentile_mask(score, keep))
+    finally:
+        cuda.schedule(0)
+
+
+def test_gate_candidates_beyond_a_blocks_staging_area(cuda):
+    """One multiprocessor, 4 blocks: 12% of the scores share the first digit of the threshold, more
+    than a block stages in shared memory (the rest go to the buffer directly) but within the
+    buffer's eighth of the scores, which later passes then read."""
+    cuda.schedule(6, multiprocessors=1)
+    try:
+        score = torch.cat([1 + torch.rand(8_640) / 1024, 1000 + 100 * torch.randn(63_360)])
+        score = score[torch.randperm(len(score))]
+        assert_identical(cuda.percentile_mask(score, 0.95), cpu.percentile_mask(score, 0.95))
     finally:
         cuda.schedule(0)
 

@@ -9,7 +9,8 @@
 // float32, 6 for float64). It counts the digit of each key whose already selected high bits equal
 // the prefix; the first pass also flags NaN, the second copies the keys that match the first
 // digit into a candidate buffer (AIR Top-K's filtering, Zhang et al., SC'23), and later passes
-// read only those. The buffer holds an eighth of the keys (a first digit rarely holds more); when
+// read only those. A block stages its candidates in shared memory and appends them with one
+// global atomic when its pass is done. The buffer holds an eighth of the keys (a first digit rarely holds more); when
 // more match, later passes read the scores again instead. When the upper order statistic is needed, the filtering pass and the last one
 // also find the smallest key above every candidate. The last block to finish a tensor's
 // histogram (a per-tensor ticket taken after a memory fence) then selects the digit that holds the
@@ -41,8 +42,9 @@ namespace {
 
 constexpr int kThreads = 256;  // histogram (and digit selection) and compare blocks
 // Histogram blocks per multiprocessor: 4 x 256 threads at most 64 registers each fill the 64K
-// registers (ptxas: 44-60 on sm_80/sm_90), and 4 x 13 KiB of shared memory fits every target.
+// registers (ptxas: 56-64 on sm_80/sm_90), and 4 x 21-29 KiB of shared memory fits every target.
 constexpr int kHistogramBlocksPerSM = 4;
+constexpr unsigned int kStagedKeys = 2048;  // candidates a histogram block stages in shared memory
 constexpr int kBinsPerThread = kBins / kThreads;
 static_assert(kBins % kThreads == 0, "every selection thread owns the same number of bins");
 
@@ -166,19 +168,21 @@ __device__ __forceinline__ void for_each_element(const scalar_t* __restrict__ x,
   });
 }
 
-// Appends `key` at the end of `keys` (whose length is `*count`), one global atomic per warp: the
+// Appends `key` at the end of `keys` (whose length is `*count`), one atomic per warp: the
 // calling lanes take consecutive slots after the position their leader reserved for them all.
-// Keys beyond `capacity` are counted but not stored.
-template <typename key_t>
-__device__ __forceinline__ void append_aggregated(key_t key, key_t* keys, count_t* count, count_t capacity) {
+// Keys beyond `capacity` are counted but not stored; returns whether `key` was.
+template <typename key_t, typename counter_t>
+__device__ __forceinline__ bool append_aggregated(key_t key, key_t* keys, counter_t* count, counter_t capacity) {
   const unsigned int peers = __activemask();
   const int lane = static_cast<int>(threadIdx.x & 31);
   const int leader = __ffs(peers) - 1;
-  count_t start = 0;
-  if (lane == leader) start = atomicAdd(count, static_cast<count_t>(__popc(peers)));
+  counter_t start = 0;
+  if (lane == leader) start = atomicAdd(count, static_cast<counter_t>(__popc(peers)));
   start = __shfl_sync(peers, start, leader);
-  const count_t slot = start + __popc(peers & ((1u << lane) - 1u));
-  if (slot < capacity) keys[slot] = key;
+  const counter_t slot = start + __popc(peers & ((1u << lane) - 1u));
+  if (slot >= capacity) return false;
+  keys[slot] = key;
+  return true;
 }
 
 // Minimum over the block (blockDim.x == kThreads, a power of two); the result is in every thread.
@@ -348,7 +352,13 @@ __global__ void __launch_bounds__(kThreads, kHistogramBlocksPerSM)
   // loop): a block counts fewer than 2^32 keys for any n below 2^32 times the grid size.
   __shared__ unsigned int bins[kBins];
   __shared__ key_t reduce[kThreads];
+  // The filtering pass's candidates, appended to the buffer when the block is done (the keys
+  // beyond kStagedKeys go there directly).
+  __shared__ key_t staged[kStagedKeys];
+  __shared__ unsigned int staged_count;
+  __shared__ count_t staged_start;
   for (int bin = threadIdx.x; bin < kBins; bin += blockDim.x) bins[bin] = 0;
+  if (threadIdx.x == 0) staged_count = 0;
   __syncthreads();
 
   const key_t prefix = state->prefix;
@@ -359,7 +369,8 @@ __global__ void __launch_bounds__(kThreads, kHistogramBlocksPerSM)
     const key_t high = key & known;
     if (high == prefix) {
       increment_aggregated(bins, digit(key, shift));
-      if (filter) append_aggregated(key, candidates, &state->candidates, capacity);
+      if (filter && !append_aggregated(key, staged, &staged_count, static_cast<unsigned int>(kStagedKeys)))
+        append_aggregated(key, candidates, &state->candidates, capacity);
     } else if (track_above && high > prefix && key < smallest_above) {
       // Left behind by an earlier digit for being larger: `known` is a run of top bits, so the
       // masked comparison orders it above every remaining candidate.
@@ -377,6 +388,13 @@ __global__ void __launch_bounds__(kThreads, kHistogramBlocksPerSM)
     for_each_element(candidates, static_cast<int64_t>(matching), place, [&](int64_t, key_t key) { count_key(key); });
   }
   __syncthreads();
+  if (filter) {
+    const unsigned int staged_keys = staged_count < kStagedKeys ? staged_count : kStagedKeys;
+    if (threadIdx.x == 0) staged_start = atomicAdd(&state->candidates, static_cast<count_t>(staged_keys));
+    __syncthreads();
+    for (unsigned int k = threadIdx.x; k < staged_keys; k += blockDim.x)
+      if (staged_start + k < capacity) candidates[staged_start + k] = staged[k];
+  }
   for (int bin = threadIdx.x; bin < kBins; bin += blockDim.x)
     if (bins[bin] != 0) atomicAdd(&histogram[bin], static_cast<count_t>(bins[bin]));
 
