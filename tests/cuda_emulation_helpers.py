@@ -130,11 +130,11 @@ class EmulatedOps:
                    ctypes.c_double(keep), _handle(state), masks, state_out)
         return _tensors(masks, len(scores)), _tensors(state_out, 1)[0]
 
-    def parameter_measure(self, a, b, weight_shape, mode):
+    def parameter_measure(self, a, b, weight_shape, aggregation):
         out = Handles()
         shape = (ctypes.c_int64 * max(1, len(weight_shape)))(*weight_shape)
         self._call("clarena_emulated_parameter_measure", _handle(a), _handle(b), shape,
-                   ctypes.c_int64(len(weight_shape)), mode.encode(), out)
+                   ctypes.c_int64(len(weight_shape)), aggregation.encode(), out)
         return _tensors(out, 1)[0]
 
     def scale_grad_by_measure_(self, grad, a, b, aggregation, rate, alpha, r):

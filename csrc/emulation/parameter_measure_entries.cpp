@@ -9,11 +9,11 @@ namespace measure = clarena::parameter_measure;
 
 extern "C" {
 
-int clarena_emulated_parameter_measure(Handle a, Handle b, const int64_t* shape, int64_t dims, const char* mode,
+int clarena_emulated_parameter_measure(Handle a, Handle b, const int64_t* shape, int64_t dims, const char* aggregation,
                                        Handle* out) {
   return guarded([&] {
     *out = give(measure::parameter_measure_cuda(take(a), take_optional(b), std::vector<int64_t>(shape, shape + dims),
-                                                string_handle(mode)));
+                                                string_handle(aggregation)));
   });
 }
 

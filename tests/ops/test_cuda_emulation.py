@@ -172,18 +172,19 @@ ROW_SHAPES = [(5, 1), (3, 2), (6, 33), (4, 5, 3, 3), (3, 300), (2, 700, 1, 1)]
 
 
 @pytest.mark.parametrize("dtype", FLOATING)
-@pytest.mark.parametrize("mode", test_parameter_measure.MODES)
-def test_measure_equals_the_cpu_kernel(cuda, dtype, mode):
+@pytest.mark.parametrize("aggregation", test_parameter_measure.AGGREGATIONS)
+def test_measure_equals_the_cpu_kernel(cuda, dtype, aggregation):
     samples = test_parameter_measure.sample_inputs(dtype=dtype)
     for shape in ROW_SHAPES:
         a, b = test_parameter_measure.unit_measures(shape[0], shape[1], dtype, "cpu", binary=False)
         samples += [(a, b, shape), (a, None, shape)]
     for a, b, shape in samples:
-        assert_identical(cuda.parameter_measure(a, b, list(shape), mode), cpu.parameter_measure(a, b, list(shape), mode))
+        assert_identical(cuda.parameter_measure(a, b, list(shape), aggregation),
+                         cpu.parameter_measure(a, b, list(shape), aggregation), (shape, b is None))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-@pytest.mark.parametrize("aggregation", test_parameter_measure.MODES)
+@pytest.mark.parametrize("aggregation", test_parameter_measure.AGGREGATIONS)
 @pytest.mark.parametrize("rate, alpha, r", test_foreach_kernels.RATES)
 def test_scale_grad_equals_the_cpu_kernel(cuda, dtype, aggregation, rate, alpha, r):
     for shape in ROW_SHAPES:
@@ -196,7 +197,7 @@ def test_scale_grad_equals_the_cpu_kernel(cuda, dtype, aggregation, rate, alpha,
             assert_identical(mine, expected)
 
 
-@pytest.mark.parametrize("aggregation", test_parameter_measure.MODES)
+@pytest.mark.parametrize("aggregation", test_parameter_measure.AGGREGATIONS)
 @pytest.mark.parametrize("rate, alpha, r", test_foreach_kernels.RATES)
 def test_scaling_more_layers_than_one_launch_takes_equals_the_cpu_kernel(cuda, aggregation, rate, alpha, r):
     """The CPU tests' layers (non-contiguous and empty gradients among them) and 36 small ones: 45
