@@ -32,9 +32,10 @@ def percentile_masks(scores: Sequence[torch.Tensor], keep: float, state: torch.T
     threshold to the next call, which counts the scores around it while writing the mask and
     rewrites only those between the old and the new threshold: about one read of the scores
     when they moved little since, as between training steps. When they moved too far, the call
-    selects from scratch; the masks are exact either way. `state` is updated in place (its
-    `WARM_CALLS` and `FALLBACKS` columns count how often the guess held); the reference path
-    leaves it as it is. The backward is straight-through.
+    selects from scratch; the masks are exact either way. The CPU kernel updates `state` in
+    place (its `WARM_CALLS` and `FALLBACKS` columns count how often the guess held); the CUDA
+    kernel, which selects every tensor from scratch, and the reference path leave it as it is.
+    The backward is straight-through.
 
     On the native path with a float `keep` the kernel checks the arguments, once; only when it
     refuses them do the Python checks run, to raise the error that names the argument.

@@ -1,6 +1,9 @@
 // What the CUDA kernels share, on the stable ABI: torch's current stream for a tensor's device
 // (so ops can be captured in CUDA graphs), the device's multiprocessor count, the grid of a
-// grid-stride loop, and the launch check. Only the CUDA runtime and libtorch's device-generic shims are used.
+// grid-stride loop, and the launch. Only the CUDA runtime and libtorch's device-generic shims are used.
+//
+// The emulation harness (csrc/emulation/) compiles the same kernels for the host: there the
+// stream, the device guard and the launch are the emulation's, and tensors live on the CPU.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -11,6 +14,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace clarena {
 
@@ -18,12 +22,34 @@ inline void check_cuda(cudaError_t status, const char* what) {
   if (status != cudaSuccess) throw std::runtime_error(std::string("clarena: ") + what + ": " + cudaGetErrorString(status));
 }
 
-// Checks the launch just made (a bad configuration, or no kernel image for this GPU).
-#define CLARENA_CUDA_KERNEL_LAUNCH_CHECK() ::clarena::check_cuda(cudaGetLastError(), "CUDA kernel launch")
+// kernel<<<grid, block, 0, stream>>>(args...), then the launch check (a bad configuration, or no
+// kernel image for this GPU).
+template <typename... Params, typename... Args>
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, Args&&... args) {
+#if defined(CLARENA_CUDA_EMULATION)
+  (void)stream;  // one host stream: launches run in program order
+  emulation::launch(kernel, grid, block, std::forward<Args>(args)...);
+#else
+  kernel<<<grid, block, 0, stream>>>(std::forward<Args>(args)...);
+#endif
+  check_cuda(cudaGetLastError(), "CUDA kernel launch");
+}
 
+#if defined(CLARENA_CUDA_EMULATION)
+inline cudaStream_t current_stream(const torch::stable::Tensor&) { return nullptr; }
+
+// Tensors of the emulation are on the CPU: no device to select.
+struct DeviceGuard {
+  explicit DeviceGuard(int) {}
+};
+#else
 inline cudaStream_t current_stream(const torch::stable::Tensor& t) {
   return static_cast<cudaStream_t>(torch::stable::accelerator::getCurrentStream(t.get_device_index()).nativeHandle());
 }
+
+// Sets the tensor's device as current for the launches that follow.
+using DeviceGuard = torch::stable::accelerator::DeviceGuard;
+#endif
 
 inline int64_t multiprocessor_count(const torch::stable::Tensor& t) {
   int count = 0;
@@ -37,8 +63,5 @@ inline unsigned int grid_size(int64_t n, int threads, int64_t sm_count, int64_t 
   const int64_t wanted = (n + threads - 1) / threads;
   return static_cast<unsigned int>(std::max<int64_t>(1, std::min(wanted, sm_count * blocks_per_sm)));
 }
-
-// Sets the tensor's device as current for the launches that follow.
-using DeviceGuard = torch::stable::accelerator::DeviceGuard;
 
 }  // namespace clarena

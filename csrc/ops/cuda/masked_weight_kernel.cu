@@ -51,9 +51,8 @@ Tensor masked_weight_cuda(const Tensor& weight, const Tensor& mask) {
   const unsigned int blocks = grid_size(n, kThreads, multiprocessor_count(w));
   dispatch_floating(w.scalar_type(), [&](auto tag) {
     using scalar_t = typename decltype(tag)::type;
-    masked_weight_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
-        w.const_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), n);
-    CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
+    launch(masked_weight_kernel<scalar_t>, blocks, kThreads, stream, w.const_data_ptr<scalar_t>(),
+           m.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), n);
   });
   return out;
 }
@@ -72,10 +71,9 @@ std::tuple<Tensor, Tensor> masked_weight_backward_cuda(const Tensor& grad, const
   const unsigned int blocks = grid_size(n, kThreads, multiprocessor_count(w));
   dispatch_floating(w.scalar_type(), [&](auto tag) {
     using scalar_t = typename decltype(tag)::type;
-    masked_weight_backward_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
-        g.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>(),
-        grad_weight.mutable_data_ptr<scalar_t>(), grad_mask.mutable_data_ptr<scalar_t>(), n);
-    CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
+    launch(masked_weight_backward_kernel<scalar_t>, blocks, kThreads, stream, g.const_data_ptr<scalar_t>(),
+           w.const_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>(), grad_weight.mutable_data_ptr<scalar_t>(),
+           grad_mask.mutable_data_ptr<scalar_t>(), n);
   });
   return {grad_weight, grad_mask};
 }

@@ -26,8 +26,8 @@ constexpr int kThreads = 256;
 constexpr int64_t kMaxGridY = 65535;
 
 // Walks the elements of a row that one thread owns: k, and j = k / inner kept up to date by
-// carrying, since k advances by a fixed stride. Built once per thread (the only divisions) and
-// copied for each row.
+// carrying, since k advances by a fixed stride. Built once per thread and layer (the only
+// divisions) and copied for each row.
 struct RowWalk {
   int64_t k;
   int64_t j;
@@ -104,6 +104,8 @@ __global__ void __launch_bounds__(kThreads) scale_grads_kernel(const SegmentTabl
   const int64_t first_k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   int s = 0;
+  int walk_segment = -1;  // the segment `origin` was built for
+  RowWalk origin(first_k, step, 1);
   for (int64_t row = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y; row < table.rows;
        row += static_cast<int64_t>(gridDim.y) * blockDim.y) {
     while (s + 1 < table.count && row >= table.segments[s + 1].first_row) ++s;
@@ -118,7 +120,11 @@ __global__ void __launch_bounds__(kThreads) scale_grads_kernel(const SegmentTabl
         out[k] = static_cast<scalar_t>(static_cast<opmath_t>(out[k]) * factor);
       continue;
     }
-    for (RowWalk walk(first_k, step, seg.layer.inner); walk.k < row_size; walk.advance()) {
+    if (walk_segment != s) {  // its divisions once per segment, not per row
+      origin = RowWalk(first_k, step, seg.layer.inner);
+      walk_segment = s;
+    }
+    for (RowWalk walk = origin; walk.k < row_size; walk.advance()) {
       const opmath_t factor = rate<R, opmath_t>(aggregate<A, opmath_t>(ai, seg.b[walk.j]), alpha, seg.r);
       out[walk.k] = static_cast<scalar_t>(static_cast<opmath_t>(out[walk.k]) * factor);
     }
@@ -154,15 +160,14 @@ Tensor parameter_measure_cuda(const Tensor& a, const std::optional<Tensor>& b,
   if (out.numel() == 0) return out;
   const Tensor a_c = torch::stable::contiguous(a);
   const std::optional<Tensor> b_c = b.has_value() ? std::optional(torch::stable::contiguous(*b)) : std::nullopt;
-  const Launch launch = launch_for(layer, multiprocessor_count(a));
+  const Launch shape = launch_for(layer, multiprocessor_count(a));
   const cudaStream_t stream = current_stream(a);
   dispatch_floating(a.scalar_type(), [&](auto tag) {
     using scalar_t = typename decltype(tag)::type;
     dispatch_aggregation(parsed, [&](auto agg) {
-      fill_measure_kernel<decltype(agg)::value, scalar_t><<<launch.grid, launch.block, 0, stream>>>(
-          a_c.const_data_ptr<scalar_t>(), b_c ? b_c->const_data_ptr<scalar_t>() : nullptr,
-          out.mutable_data_ptr<scalar_t>(), layer);
-      CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
+      launch(fill_measure_kernel<decltype(agg)::value, scalar_t>, shape.grid, shape.block, stream,
+             a_c.const_data_ptr<scalar_t>(), b_c ? b_c->const_data_ptr<scalar_t>() : nullptr,
+             out.mutable_data_ptr<scalar_t>(), layer);
     });
   });
   return out;
@@ -196,17 +201,23 @@ void scale_grads_cuda(const std::vector<Tensor>& grads, const std::vector<Tensor
         if (layer.rows == 0 || layer.cols * layer.inner == 0) continue;
         table.segments[table.count++] = {targets[next].mutable_data_ptr<scalar_t>(), a_c[next].const_data_ptr<scalar_t>(),
                                          b_c[next] ? b_c[next]->const_data_ptr<scalar_t>() : nullptr, layer,
-                                         static_cast<opmath_t>(r[next]), table.rows};
-        table.rows += layer.rows;
+                                         static_cast<opmath_t>(r[next]), 0};
         widest_row = std::max(widest_row, layer.cols * layer.inner);
       }
       if (table.count == 0) continue;
-      const Launch launch = launch_for(LayerShape{table.rows, widest_row, 1}, sm_count);
+      // Longest rows first: their blocks start first, and the short rows fill the tail.
+      std::stable_sort(table.segments, table.segments + table.count, [](const auto& x, const auto& y) {
+        return x.layer.cols * x.layer.inner > y.layer.cols * y.layer.inner;
+      });
+      for (int k = 0; k < table.count; ++k) {
+        table.segments[k].first_row = table.rows;
+        table.rows += table.segments[k].layer.rows;
+      }
+      const Launch shape = launch_for(LayerShape{table.rows, widest_row, 1}, sm_count);
       dispatch_aggregation(args.aggregation, [&](auto agg) {
         dispatch_rate(args.rate, [&](auto rate_kind) {
-          scale_grads_kernel<decltype(agg)::value, decltype(rate_kind)::value, scalar_t>
-              <<<launch.grid, launch.block, 0, stream>>>(table, static_cast<opmath_t>(args.alpha));
-          CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
+          launch(scale_grads_kernel<decltype(agg)::value, decltype(rate_kind)::value, scalar_t>, shape.grid,
+                 shape.block, stream, table, static_cast<opmath_t>(args.alpha));
         });
       });
     }

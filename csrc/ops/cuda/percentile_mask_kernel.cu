@@ -1,7 +1,7 @@
 // CUDA kernels of clarena::percentile_mask and clarena::percentile_masks: a grid-wide radix
 // select of the two order statistics that torch.quantile interpolates between, then one compare
-// pass. Segmented: every kernel below handles up to kMaxSegments score tensors at once (blockIdx.y
-// is the tensor), so a list of tensors costs the launches of one. The selection state lives in a
+// pass. Segmented: every kernel below handles up to kMaxSegments score tensors at once, each in its
+// own range of blocks sized to it (SegmentGrid), so a list of tensors costs the launches of one. The selection state lives in a
 // small device buffer and every step is a kernel on the current stream: no host synchronisation,
 // so the op can be captured in a CUDA graph.
 //
@@ -9,7 +9,9 @@
 // float32, 6 for float64). It counts the digit of each key whose already selected high bits equal
 // the prefix; the first pass also flags NaN, the second copies the keys that match the first
 // digit into a candidate buffer (AIR Top-K's filtering, Zhang et al., SC'23), and later passes
-// read only those. When the upper order statistic is needed, the filtering pass and the last one
+// read only those. A block stages its candidates in shared memory and appends them with one
+// global atomic when its pass is done. The buffer holds an eighth of the keys (a first digit rarely holds more); when
+// more match, later passes read the scores again instead. When the upper order statistic is needed, the filtering pass and the last one
 // also find the smallest key above every candidate. The last block to finish a tensor's
 // histogram (a per-tensor ticket taken after a memory fence) then selects the digit that holds the
 // target rank, narrowing the prefix and the rank. After the last digit the prefix is the exact key
@@ -39,6 +41,10 @@ namespace clarena::percentile_mask {
 namespace {
 
 constexpr int kThreads = 256;  // histogram (and digit selection) and compare blocks
+// Histogram blocks per multiprocessor: 4 x 256 threads at most 64 registers each fill the 64K
+// registers (ptxas: 56-64 on sm_80/sm_90), and 4 x 21-29 KiB of shared memory fits every target.
+constexpr int kHistogramBlocksPerSM = 4;
+constexpr unsigned int kStagedKeys = 2048;  // candidates a histogram block stages in shared memory
 constexpr int kBinsPerThread = kBins / kThreads;
 static_assert(kBins % kThreads == 0, "every selection thread owns the same number of bins");
 
@@ -54,8 +60,29 @@ struct Segments {
   int64_t below[kMaxSegments];   // rank of the lower order statistic
   scalar_t weight[kMaxSegments]; // interpolation weight of the upper one
   bool need_above[kMaxSegments]; // whether the upper one is another rank
-  int64_t first_candidate[kMaxSegments];  // where the tensor's candidate keys start in the buffer
+  int64_t first_candidate[kMaxSegments];     // where the tensor's candidate keys start in the buffer
+  int64_t candidate_capacity[kMaxSegments];  // and how many it has room for
 };
+
+// The blocks of a launch split by segment: blocks [first_block[s], first_block[s + 1]) of the
+// 1-D grid work on segment s, each tensor with a grid sized to it.
+struct SegmentGrid {
+  unsigned int first_block[kMaxSegments + 1];
+};
+
+// This block's segment, and its place among the segment's blocks (a grid-stride loop's block
+// index and grid size).
+struct BlockPlace {
+  int segment;
+  unsigned int block;
+  unsigned int blocks;
+};
+
+__device__ __forceinline__ BlockPlace place_of_block(const SegmentGrid& grid) {
+  int s = 0;
+  while (blockIdx.x >= grid.first_block[s + 1]) ++s;  // at most kMaxSegments steps
+  return {s, blockIdx.x - grid.first_block[s], grid.first_block[s + 1] - grid.first_block[s]};
+}
 
 template <typename scalar_t>
 struct SelectState {
@@ -65,7 +92,7 @@ struct SelectState {
   key_t above;        // smallest key seen above the key of rank `below` (all ones: none yet)
   count_t rank;       // rank of the target among the keys that match `prefix` on `known`
   count_t equal;      // after the last digit: how many keys equal the key of rank `below`
-  count_t candidates; // keys in the candidate buffer (those matching the first digit)
+  count_t candidates; // keys matching the first digit (in the candidate buffer if it had room)
   unsigned int has_nan;
   unsigned int finished;  // blocks done with the current histogram pass
   scalar_t threshold;
@@ -83,12 +110,13 @@ __device__ __forceinline__ void atomic_min_key(uint64_t* address, uint64_t value
   atomicMin(reinterpret_cast<unsigned long long*>(address), static_cast<unsigned long long>(value));
 }
 
-// bins[...] += 1 for each calling thread, one atomic per distinct bin in the warp: the threads
+// bins[bin] += 1 for each calling thread, one atomic per distinct bin in the warp: the threads
 // of a warp that hit the same bin (common: neighbouring scores share a digit) add their count
-// through one leader (the CUDA Programming Guide's aggregated atomic increment).
-__device__ __forceinline__ void increment_aggregated(unsigned int* bin) {
-  const unsigned int peers = __match_any_sync(__activemask(), reinterpret_cast<unsigned long long>(bin));
-  if (static_cast<int>(threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(bin, static_cast<unsigned int>(__popc(peers)));
+// through one leader (the CUDA Programming Guide's aggregated atomic increment). Matching the
+// 32-bit bin rather than its 64-bit address halves the match's work.
+__device__ __forceinline__ void increment_aggregated(unsigned int* bins, int bin) {
+  const unsigned int peers = __match_any_sync(__activemask(), static_cast<unsigned int>(bin));
+  if (static_cast<int>(threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(&bins[bin], static_cast<unsigned int>(__popc(peers)));
 }
 
 // 16 bytes of 32-bit or 64-bit elements (scores or their keys), read in one load as raw bits.
@@ -98,18 +126,19 @@ template <typename element_t>
 constexpr int kLanes = sizeof(Vector16<element_t>) / sizeof(element_t);
 constexpr int kLoadsInFlight = 4;  // independent vector loads issued by a thread before it uses one
 
-// This thread's share of x[0, n) in a grid-stride loop: visit_vector(i, x[i, i + kLanes)) for
+// This thread's share of x[0, n) in a grid-stride loop over `blocks` blocks (this one is
+// `block`): visit_vector(i, x[i, i + kLanes)) for
 // the 16-byte-aligned body, read in vector loads kLoadsInFlight at a time to hide memory latency,
 // and visit_one(i, x[i]) for the few elements before the first 16-byte boundary (x is aligned to
 // its element size) and after the last whole vector.
 template <typename scalar_t, typename VisitOne, typename VisitVector>
-__device__ __forceinline__ void for_each_vector(const scalar_t* __restrict__ x, int64_t n, VisitOne&& visit_one,
-                                                VisitVector&& visit_vector) {
+__device__ __forceinline__ void for_each_vector(const scalar_t* __restrict__ x, int64_t n, BlockPlace place,
+                                                VisitOne&& visit_one, VisitVector&& visit_vector) {
   static_assert(sizeof(scalar_t) == 4 || sizeof(scalar_t) == 8, "32-bit or 64-bit elements");
   using vector_t = Vector16<scalar_t>;
   constexpr int kWidth = kLanes<scalar_t>;
-  const int64_t thread = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t thread = static_cast<int64_t>(place.block) * blockDim.x + threadIdx.x;
+  const int64_t stride = static_cast<int64_t>(place.blocks) * blockDim.x;
   const int64_t misaligned = static_cast<int64_t>(reinterpret_cast<uintptr_t>(x) % sizeof(vector_t) / sizeof(scalar_t));
   const int64_t head = misaligned == 0 ? 0 : std::min<int64_t>(n, kWidth - misaligned);
   if (thread < head) visit_one(thread, x[thread]);
@@ -129,8 +158,9 @@ __device__ __forceinline__ void for_each_vector(const scalar_t* __restrict__ x, 
 
 // visit(i, x[i]) for this thread's share of x[0, n), read as for_each_vector reads it.
 template <typename scalar_t, typename Visit>
-__device__ __forceinline__ void for_each_element(const scalar_t* __restrict__ x, int64_t n, Visit&& visit) {
-  for_each_vector(x, n, visit, [&](int64_t first, const Vector16<scalar_t> loaded) {
+__device__ __forceinline__ void for_each_element(const scalar_t* __restrict__ x, int64_t n, BlockPlace place,
+                                                 Visit&& visit) {
+  for_each_vector(x, n, place, visit, [&](int64_t first, const Vector16<scalar_t> loaded) {
     scalar_t lanes[kLanes<scalar_t>];
     memcpy(lanes, &loaded, sizeof(lanes));  // register moves, without type punning
 #pragma unroll
@@ -138,17 +168,21 @@ __device__ __forceinline__ void for_each_element(const scalar_t* __restrict__ x,
   });
 }
 
-// Appends `key` at the end of `keys` (whose length is `*count`), one global atomic per warp: the
+// Appends `key` at the end of `keys` (whose length is `*count`), one atomic per warp: the
 // calling lanes take consecutive slots after the position their leader reserved for them all.
-template <typename key_t>
-__device__ __forceinline__ void append_aggregated(key_t key, key_t* keys, count_t* count) {
+// Keys beyond `capacity` are counted but not stored; returns whether `key` was.
+template <typename key_t, typename counter_t>
+__device__ __forceinline__ bool append_aggregated(key_t key, key_t* keys, counter_t* count, counter_t capacity) {
   const unsigned int peers = __activemask();
   const int lane = static_cast<int>(threadIdx.x & 31);
   const int leader = __ffs(peers) - 1;
-  count_t start = 0;
-  if (lane == leader) start = atomicAdd(count, static_cast<count_t>(__popc(peers)));
+  counter_t start = 0;
+  if (lane == leader) start = atomicAdd(count, static_cast<counter_t>(__popc(peers)));
   start = __shfl_sync(peers, start, leader);
-  keys[start + __popc(peers & ((1u << lane) - 1u))] = key;
+  const counter_t slot = start + __popc(peers & ((1u << lane) - 1u));
+  if (slot >= capacity) return false;
+  keys[slot] = key;
+  return true;
 }
 
 // Minimum over the block (blockDim.x == kThreads, a power of two); the result is in every thread.
@@ -291,30 +325,40 @@ __device__ void interpolate_threshold(const Segments<scalar_t>& segments, int se
   state->threshold = lerp(lower, upper, weight);
 }
 
-// Grid (blocks, segments). Pass 0 reads every score and flags NaN; pass 1 reads every score
+// Blocks split by `grid`. Pass 0 reads every score and flags NaN; pass 1 reads every score
 // again and, unless it is the last, copies the keys that match the first digit (those it counts)
-// into the candidate buffer; later passes read the candidates only.
+// into the candidate buffer; later passes read the candidates only, or every score again when
+// they did not fit.
 template <typename scalar_t>
-__global__ void __launch_bounds__(kThreads) histogram_kernel(const Segments<scalar_t> segments, int shift,
-                                                              int pass, bool last, SelectState<scalar_t>* states,
-                                                              count_t* histograms,
-                                                              typename KeyOf<scalar_t>::type* candidate_buffer) {
+__global__ void __launch_bounds__(kThreads, kHistogramBlocksPerSM)
+    histogram_kernel(const Segments<scalar_t> segments, const SegmentGrid grid, int shift, int pass, bool last,
+                     SelectState<scalar_t>* states, count_t* histograms,
+                     typename KeyOf<scalar_t>::type* candidate_buffer) {
   using key_t = typename KeyOf<scalar_t>::type;
-  const scalar_t* __restrict__ x = segments.x[blockIdx.y];
-  const int64_t n = segments.n[blockIdx.y];
-  key_t* candidates = candidate_buffer + segments.first_candidate[blockIdx.y];
+  const BlockPlace place = place_of_block(grid);
+  const int segment = place.segment;
+  const scalar_t* __restrict__ x = segments.x[segment];
+  const int64_t n = segments.n[segment];
+  key_t* candidates = candidate_buffer + segments.first_candidate[segment];
+  const count_t capacity = static_cast<count_t>(segments.candidate_capacity[segment]);
   const bool check_nan = pass == 0;
   const bool filter = pass == 1 && !last;
   // Larger keys are left behind by the digits before the last one, and, once filtered out, are
   // not read again: the smallest of them is looked for in the last pass and in the filtering one.
-  const bool track_above = (last || filter) && segments.need_above[blockIdx.y];
-  SelectState<scalar_t>* state = states + blockIdx.y;
-  count_t* histogram = histograms + blockIdx.y * kBins;
+  const bool track_above = (last || filter) && segments.need_above[segment];
+  SelectState<scalar_t>* state = states + segment;
+  count_t* histogram = histograms + segment * kBins;
   // 32-bit shared counters (native shared-memory atomics; 64-bit ones are a compare-and-swap
   // loop): a block counts fewer than 2^32 keys for any n below 2^32 times the grid size.
   __shared__ unsigned int bins[kBins];
   __shared__ key_t reduce[kThreads];
+  // The filtering pass's candidates, appended to the buffer when the block is done (the keys
+  // beyond kStagedKeys go there directly).
+  __shared__ key_t staged[kStagedKeys];
+  __shared__ unsigned int staged_count;
+  __shared__ count_t staged_start;
   for (int bin = threadIdx.x; bin < kBins; bin += blockDim.x) bins[bin] = 0;
+  if (threadIdx.x == 0) staged_count = 0;
   __syncthreads();
 
   const key_t prefix = state->prefix;
@@ -324,24 +368,33 @@ __global__ void __launch_bounds__(kThreads) histogram_kernel(const Segments<scal
   const auto count_key = [&](key_t key) {
     const key_t high = key & known;
     if (high == prefix) {
-      increment_aggregated(&bins[digit(key, shift)]);
-      if (filter) append_aggregated(key, candidates, &state->candidates);
+      increment_aggregated(bins, digit(key, shift));
+      if (filter && !append_aggregated(key, staged, &staged_count, static_cast<unsigned int>(kStagedKeys)))
+        append_aggregated(key, candidates, &state->candidates, capacity);
     } else if (track_above && high > prefix && key < smallest_above) {
       // Left behind by an earlier digit for being larger: `known` is a run of top bits, so the
       // masked comparison orders it above every remaining candidate.
       smallest_above = key;
     }
   };
-  if (pass < 2) {
-    for_each_element(x, n, [&](int64_t, scalar_t value) {
+  // Written by pass 1, an earlier launch.
+  const count_t matching = pass < 2 ? 0 : state->candidates;
+  if (pass < 2 || matching > capacity) {
+    for_each_element(x, n, place, [&](int64_t, scalar_t value) {
       if (check_nan) nan |= (value != value);
-      count_key(to_key(value));
+      count_key(sort_key(value));
     });
   } else {
-    // Written by pass 1, an earlier launch.
-    for_each_element(candidates, static_cast<int64_t>(state->candidates), [&](int64_t, key_t key) { count_key(key); });
+    for_each_element(candidates, static_cast<int64_t>(matching), place, [&](int64_t, key_t key) { count_key(key); });
   }
   __syncthreads();
+  if (filter) {
+    const unsigned int staged_keys = staged_count < kStagedKeys ? staged_count : kStagedKeys;
+    if (threadIdx.x == 0) staged_start = atomicAdd(&state->candidates, static_cast<count_t>(staged_keys));
+    __syncthreads();
+    for (unsigned int k = threadIdx.x; k < staged_keys; k += blockDim.x)
+      if (staged_start + k < capacity) candidates[staged_start + k] = staged[k];
+  }
   for (int bin = threadIdx.x; bin < kBins; bin += blockDim.x)
     if (bins[bin] != 0) atomicAdd(&histogram[bin], static_cast<count_t>(bins[bin]));
 
@@ -358,7 +411,7 @@ __global__ void __launch_bounds__(kThreads) histogram_kernel(const Segments<scal
   __syncthreads();
   if (threadIdx.x == 0) {
     __threadfence();
-    is_last = atomicAdd(&state->finished, 1u) == gridDim.x - 1;
+    is_last = atomicAdd(&state->finished, 1u) == place.blocks - 1;
   }
   __syncthreads();
   if (!is_last) return;
@@ -366,26 +419,28 @@ __global__ void __launch_bounds__(kThreads) histogram_kernel(const Segments<scal
   select_digit(shift, last, state, histogram);
   if (threadIdx.x == 0) {
     state->finished = 0;  // for the next pass
-    if (last) interpolate_threshold(segments, blockIdx.y, state);
+    if (last) interpolate_threshold(segments, segment, state);
   }
 }
 
-// Grid (blocks, segments).
+// Blocks split by `grid`.
 template <typename scalar_t>
-__global__ void mask_kernel(const Segments<scalar_t> segments, const SelectState<scalar_t>* states) {
-  const scalar_t* __restrict__ x = segments.x[blockIdx.y];
-  scalar_t* __restrict__ out = segments.out[blockIdx.y];
-  const int64_t n = segments.n[blockIdx.y];
-  const scalar_t threshold = states[blockIdx.y].threshold;
+__global__ void mask_kernel(const Segments<scalar_t> segments, const SegmentGrid grid,
+                            const SelectState<scalar_t>* states) {
+  const BlockPlace place = place_of_block(grid);
+  const scalar_t* __restrict__ x = segments.x[place.segment];
+  scalar_t* __restrict__ out = segments.out[place.segment];
+  const int64_t n = segments.n[place.segment];
+  const scalar_t threshold = states[place.segment].threshold;
   const auto mask_one = [&](int64_t i, scalar_t value) { out[i] = mask_value(value, threshold); };
   using vector_t = Vector16<scalar_t>;
   if ((reinterpret_cast<uintptr_t>(x) - reinterpret_cast<uintptr_t>(out)) % sizeof(vector_t) != 0) {
-    for_each_element(x, n, mask_one);
+    for_each_element(x, n, place, mask_one);
     return;
   }
   // Equally aligned (the usual case: both start a torch allocation): the mask is stored in
   // vectors too, each where its scores were loaded.
-  for_each_vector(x, n, mask_one, [&](int64_t first, const vector_t loaded) {
+  for_each_vector(x, n, place, mask_one, [&](int64_t first, const vector_t loaded) {
     scalar_t lanes[kLanes<scalar_t>];
     memcpy(lanes, &loaded, sizeof(lanes));
 #pragma unroll
@@ -397,6 +452,15 @@ __global__ void mask_kernel(const Segments<scalar_t> segments, const SelectState
   });
 }
 
+// Each segment's blocks: enough to cover it, at most `blocks_per_sm` per multiprocessor.
+template <typename scalar_t>
+SegmentGrid segment_grid(const Segments<scalar_t>& segments, int count, int64_t sm_count, int64_t blocks_per_sm) {
+  SegmentGrid grid{};
+  for (int s = 0; s < count; ++s)
+    grid.first_block[s + 1] = grid.first_block[s] + grid_size(segments.n[s], kThreads, sm_count, blocks_per_sm);
+  return grid;
+}
+
 // The gate over `count` (<= kMaxSegments) contiguous score tensors: 5 launches for float32 (8
 // for float64) whatever the count.
 template <typename scalar_t>
@@ -405,36 +469,31 @@ void gate_segments(const Segments<scalar_t>& segments, int count, const Tensor& 
   using State = SelectState<scalar_t>;
   const cudaStream_t stream = current_stream(like);
   const int64_t sm_count = multiprocessor_count(like);
-  int64_t largest = 0;
-  for (int i = 0; i < count; ++i) largest = std::max(largest, segments.n[i]);
 
   // Scratch from torch's allocator, on the current stream.
   const Tensor state_buffer =
       torch::stable::new_empty(like, {static_cast<int64_t>(count * sizeof(State))}, ScalarType::Byte);
   const Tensor histogram_buffer = torch::stable::new_empty(like, {count * kBins}, ScalarType::Long);
-  // Room for every key: no allocation depends on a count only the device knows.
-  const int64_t total = segments.first_candidate[count - 1] + segments.n[count - 1];
+  // No allocation depends on a count only the device knows: the capacities are fixed.
+  const int64_t total = segments.first_candidate[count - 1] + segments.candidate_capacity[count - 1];
   const Tensor candidate_buffer =
       torch::stable::new_empty(like, {static_cast<int64_t>(total * sizeof(key_t))}, ScalarType::Byte);
   State* states = static_cast<State*>(state_buffer.mutable_data_ptr());
   count_t* histograms = static_cast<count_t*>(histogram_buffer.mutable_data_ptr());
   key_t* candidates = static_cast<key_t*>(candidate_buffer.mutable_data_ptr());
 
-  init_kernel<scalar_t><<<count, kThreads, 0, stream>>>(segments, states, histograms);
-  CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
-  // Blocks of a smaller tensor beyond its size return at once.
-  const dim3 histogram_grid(grid_size(largest, kThreads, sm_count, 2), count);
+  launch(init_kernel<scalar_t>, count, kThreads, stream, segments, states, histograms);
+  const SegmentGrid histogram_grid = segment_grid(segments, count, sm_count, kHistogramBlocksPerSM);
   int shift = first_shift<key_t>();
   for (int pass = 0;; ++pass) {
     const bool last = shift == 0;
-    histogram_kernel<scalar_t><<<histogram_grid, kThreads, 0, stream>>>(segments, shift, pass, last, states,
-                                                                        histograms, candidates);
-    CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
+    launch(histogram_kernel<scalar_t>, histogram_grid.first_block[count], kThreads, stream, segments, histogram_grid,
+           shift, pass, last, states, histograms, candidates);
     if (last) break;
     shift = next_shift(shift);
   }
-  mask_kernel<scalar_t><<<dim3(grid_size(largest, kThreads, sm_count, 8), count), kThreads, 0, stream>>>(segments, states);
-  CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
+  const SegmentGrid mask_grid = segment_grid(segments, count, sm_count, 8);
+  launch(mask_kernel<scalar_t>, mask_grid.first_block[count], kThreads, stream, segments, mask_grid, states);
 }
 
 // Gates `inputs` (contiguous, one dtype) into `outs`, kMaxSegments tensors per launch sequence.
@@ -442,7 +501,7 @@ template <typename scalar_t>
 void gate_all(const std::vector<Tensor>& inputs, const std::vector<Tensor>& outs, double keep) {
   Segments<scalar_t> segments{};
   int count = 0;
-  int64_t keys = 0;  // in the segments so far
+  int64_t keys = 0;  // candidate slots of the segments so far
   const bool rank_in_double = quantile_rank_in_double();
   for (size_t i = 0; i < inputs.size(); ++i) {
     const int64_t n = inputs[i].numel();
@@ -455,7 +514,8 @@ void gate_all(const std::vector<Tensor>& inputs, const std::vector<Tensor>& outs
       segments.weight[count] = rank.weight;
       segments.need_above[count] = rank.above != rank.below;
       segments.first_candidate[count] = keys;
-      keys += n;
+      segments.candidate_capacity[count] = (n + 7) / 8;
+      keys += segments.candidate_capacity[count];
       ++count;
     }
     if (count == kMaxSegments || (count > 0 && i + 1 == inputs.size())) {

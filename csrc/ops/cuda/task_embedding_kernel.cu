@@ -48,10 +48,9 @@ void foreach_compensate_embedding_grad_cuda(const std::vector<Tensor>& embedding
       Tensor grad = grads[i];
       Tensor target = grad.is_contiguous() ? grad : torch::stable::contiguous(grad);
       const int64_t blocks = std::max<int64_t>(1, std::min((n + kThreads - 1) / kThreads, sm_count * 8));
-      compensate_kernel<scalar_t><<<static_cast<unsigned int>(blocks), kThreads, 0, stream>>>(
-          e.const_data_ptr<scalar_t>(), target.mutable_data_ptr<scalar_t>(), n, static_cast<opmath_t>(scale),
-          static_cast<opmath_t>(s_max / scale), static_cast<opmath_t>(clamp_threshold));
-      CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
+      launch(compensate_kernel<scalar_t>, static_cast<unsigned int>(blocks), kThreads, stream,
+             e.const_data_ptr<scalar_t>(), target.mutable_data_ptr<scalar_t>(), n, static_cast<opmath_t>(scale),
+             static_cast<opmath_t>(s_max / scale), static_cast<opmath_t>(clamp_threshold));
       if (target.get() != grad.get()) torch::stable::copy_(grad, target);
     }
   });

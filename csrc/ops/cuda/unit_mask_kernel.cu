@@ -2,7 +2,8 @@
 // Forward: a grid-stride elementwise loop that carries the element's channel from one stride to
 // the next instead of dividing. Backward: blocks own one channel (and, for long channels, one of a
 // fixed number of slices of it), write grad_input and reduce the mask gradient in a fixed tree;
-// slices are summed in order by a second kernel. No float atomics: the result is deterministic,
+// MLP layouts (no spatial extent) use tiles of 32 channels x 8 rows instead, so that a warp reads
+// neighbouring channels. Slices are summed in order by a second kernel. No float atomics: the result is deterministic,
 // and the slicing depends only on the shape.
 #include <torch/csrc/stable/library.h>
 #include <torch/csrc/stable/ops.h>
@@ -66,6 +67,29 @@ __device__ T block_sum(T value, T* shared) {
   return result;
 }
 
+// One element of the backward: writes grad_input[index] and adds its share of the mask gradient.
+template <typename scalar_t, typename opmath_t>
+__device__ __forceinline__ void backward_element(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ input,
+                                                 scalar_t* __restrict__ grad_input, int64_t index, opmath_t mc,
+                                                 bool relu, opmath_t& sum) {
+  const opmath_t g = grad[index];
+  const opmath_t x = input[index];
+  const bool open = passes<scalar_t>(x, mc, relu);
+  grad_input[index] = flush_subnormal<scalar_t>(keep_if(open, g * mc));
+  sum += keep_if(open, g * x);
+}
+
+// A slice's mask gradient of channel c: the whole gradient with one slice, else its partial sum.
+template <typename scalar_t, typename opmath_t>
+__device__ __forceinline__ void store_channel_sum(opmath_t total, int64_t c, int64_t slice, int64_t slices,
+                                                  scalar_t* __restrict__ grad_mask, opmath_t* partial) {
+  if (slices == 1) {
+    grad_mask[c] = flush_subnormal<scalar_t>(total);
+  } else {
+    partial[c * slices + slice] = total;
+  }
+}
+
 // grid: x over channels, y over the slices of a channel. With one slice the block writes
 // grad_mask directly, else its slice's sum into partial[c * slices + slice].
 template <typename scalar_t>
@@ -90,12 +114,7 @@ __global__ void __launch_bounds__(kThreads) unit_mask_backward_kernel(
     int64_t n = first_n;
     int64_t s = first_s;
     for (int64_t t = first; t < end; t += kThreads) {
-      const int64_t index = (n * channels + c) * spatial + s;
-      const opmath_t g = grad[index];
-      const opmath_t x = input[index];
-      const bool open = passes<scalar_t>(x, mc, relu);
-      grad_input[index] = flush_subnormal<scalar_t>(keep_if(open, g * mc));
-      sum += keep_if(open, g * x);
+      backward_element(grad, input, grad_input, (n * channels + c) * spatial + s, mc, relu, sum);
       n += step_n;
       s += step_s;
       if (s >= spatial) {
@@ -104,14 +123,39 @@ __global__ void __launch_bounds__(kThreads) unit_mask_backward_kernel(
       }
     }
     const opmath_t total = block_sum(sum, reduce);
-    if (threadIdx.x == 0) {
-      if (slices == 1) {
-        grad_mask[c] = flush_subnormal<scalar_t>(total);
-      } else {
-        partial[c * slices + slice] = total;
-      }
-    }
+    if (threadIdx.x == 0) store_channel_sum(total, c, slice, slices, grad_mask, partial);
   }
+}
+
+// The backward of MLP layouts (spatial 1: channel c of row n at n * channels + c). grid: x over
+// tiles of kTileChannels channels, y over the slices of the rows; block (kTileChannels,
+// kTileRows). Thread (x, y) takes rows y, y + kTileRows, ... of its channel, and the kTileRows
+// partial sums of a channel are added in order.
+constexpr int kTileChannels = 32;
+constexpr int kTileRows = 8;
+
+template <typename scalar_t>
+__global__ void __launch_bounds__(kTileChannels * kTileRows) unit_mask_backward_rows_kernel(
+    const scalar_t* __restrict__ grad, const scalar_t* __restrict__ input, const scalar_t* __restrict__ mask,
+    scalar_t* __restrict__ grad_input, scalar_t* __restrict__ grad_mask, opmath_type<scalar_t>* partial,
+    int64_t channels, int64_t rows, int64_t per_slice, bool relu) {
+  using opmath_t = opmath_type<scalar_t>;
+  __shared__ opmath_t sums[kTileRows][kTileChannels];
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * kTileChannels + threadIdx.x;
+  const int64_t slice = blockIdx.y;
+  const int64_t end = std::min(rows, (slice + 1) * per_slice);
+  opmath_t sum = 0;
+  if (c < channels) {
+    const opmath_t mc = mask[c];
+    for (int64_t n = slice * per_slice + threadIdx.y; n < end; n += kTileRows)
+      backward_element(grad, input, grad_input, n * channels + c, mc, relu, sum);
+  }
+  sums[threadIdx.y][threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.y != 0 || c >= channels) return;
+  opmath_t total = 0;
+  for (int r = 0; r < kTileRows; ++r) total += sums[r][threadIdx.x];
+  store_channel_sum(total, c, slice, static_cast<int64_t>(gridDim.y), grad_mask, partial);
 }
 
 template <typename scalar_t>
@@ -138,10 +182,8 @@ Tensor unit_mask_cuda(const Tensor& input, const Tensor& mask, bool relu) {
   const unsigned int blocks = grid_size(n, kThreads, multiprocessor_count(x));
   dispatch_floating(x.scalar_type(), [&](auto tag) {
     using scalar_t = typename decltype(tag)::type;
-    unit_mask_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
-        x.const_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), n,
-        layout.channels, layout.spatial, relu);
-    CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
+    launch(unit_mask_kernel<scalar_t>, blocks, kThreads, stream, x.const_data_ptr<scalar_t>(),
+           m.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), n, layout.channels, layout.spatial, relu);
   });
   return out;
 }
@@ -176,15 +218,21 @@ std::tuple<Tensor, Tensor> unit_mask_backward_cuda(const Tensor& grad, const Ten
       partial = torch::stable::new_empty(x, {channels * slices},
                                          sizeof(opmath_t) == sizeof(double) ? ScalarType::Double : ScalarType::Float);
     opmath_t* partial_ptr = partial ? static_cast<opmath_t*>(partial->mutable_data_ptr()) : nullptr;
-    unit_mask_backward_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(
-        g.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>(),
-        grad_input.mutable_data_ptr<scalar_t>(), grad_mask.mutable_data_ptr<scalar_t>(), partial_ptr, channels,
-        spatial, per_channel, per_slice, relu);
-    CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
+    if (spatial == 1) {
+      const dim3 tiles(static_cast<unsigned int>((channels + kTileChannels - 1) / kTileChannels),
+                       static_cast<unsigned int>(slices));
+      launch(unit_mask_backward_rows_kernel<scalar_t>, tiles, dim3(kTileChannels, kTileRows), stream,
+             g.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>(),
+             grad_input.mutable_data_ptr<scalar_t>(), grad_mask.mutable_data_ptr<scalar_t>(), partial_ptr, channels,
+             per_channel, per_slice, relu);
+    } else {
+      launch(unit_mask_backward_kernel<scalar_t>, grid, kThreads, stream, g.const_data_ptr<scalar_t>(),
+             x.const_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>(), grad_input.mutable_data_ptr<scalar_t>(),
+             grad_mask.mutable_data_ptr<scalar_t>(), partial_ptr, channels, spatial, per_channel, per_slice, relu);
+    }
     if (slices > 1) {
-      sum_slices_kernel<scalar_t><<<sum_blocks, kThreads, 0, stream>>>(
-          partial_ptr, grad_mask.mutable_data_ptr<scalar_t>(), channels, slices);
-      CLARENA_CUDA_KERNEL_LAUNCH_CHECK();
+      launch(sum_slices_kernel<scalar_t>, sum_blocks, kThreads, stream, partial_ptr,
+             grad_mask.mutable_data_ptr<scalar_t>(), channels, slices);
     }
   });
   return {grad_input, grad_mask};
