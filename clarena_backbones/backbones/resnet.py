@@ -439,3 +439,11 @@ CLResNet18, CLResNet34, CLResNet50, CLResNet101, CLResNet152 = depth_variants(
     "CLResNet", "ResNet-{depth} for continual learning (one network shared by every task).", __name__,
     lambda depth: (TaskIdForward, _PLAIN[depth], CLBackbone),
 )  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    # CLArena defines its masked versions in this module too; here they live in their own modules
+    # (importing them here would be circular). Pickles and configs naming them still resolve.
+    from clarena_backbones.backbones.clarena_pickles import moved
+
+    return moved(__name__, name)
