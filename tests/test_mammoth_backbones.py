@@ -292,3 +292,17 @@ def _saved_and_loaded(module: nn.Module) -> nn.Module:
     torch.save(module, buffer)
     buffer.seek(0)
     return torch.load(buffer, weights_only=False)
+
+
+def test_clarena_mlp_is_initialised_as_mammoths_mlp():
+    # Xavier-uniform (gain 1) weights and zero biases on every Linear, the classifier included
+    torch.manual_seed(0)
+    net = BACKBONES["clarena-mlp"](num_classes=10, input_size=64, mlp_hidden_size=256)
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    assert len(linears) == 3 and linears[-1] is net.classifier
+    for linear in linears:
+        bound = (6.0 / (linear.in_features + linear.out_features)) ** 0.5
+        assert torch.all(linear.bias == 0)
+        assert linear.weight.abs().max() <= bound
+        assert linear.weight.abs().max() > 0.95 * bound  # uniform over the whole range
+        torch.testing.assert_close(linear.weight.std().item(), bound / 3**0.5, rtol=0.05, atol=0)
