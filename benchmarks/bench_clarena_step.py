@@ -1,4 +1,4 @@
-"""CLArena's own HAT training_step, with CLArena's per-step methods and accelerated (see clarena_workloads.py)."""
+"""CLArena's own HAT training_step, with CLArena's per-step methods and accelerated (clarena_workloads.py)."""
 
 import pytest
 

@@ -1,26 +1,19 @@
-"""Groups 2 and 3: HAT's parameter-wise measures.
-
-Group 2, the gradient adjustment of mode 'hat' over all weighted layers of HATMaskMLP and
-HATMaskResNet18: `backbone.clip_grad_by_measure_(measure, 'min', 'hat')`. Reference: CLArena's
-formula (materialised measure and rate per layer, then `grad *= rate`); native: the gradient is
-scaled in place from the unit measures. The limit is one `mul_` pass over the same gradients.
-
-Group 3, measure materialisation `ops.parameter_measure(a, b, shape, 'min')` of a layer with a
-preceding layer. The limit is one zero-filled weight-sized allocation.
-"""
+"""HAT's parameter-wise measures (hat_workloads.py): the gradient adjustment over every layer of
+HATMaskMLP and HATMaskResNet18 against one `mul_` pass, and the measure of a 4096x4096 Linear and
+a 512x512x3x3 conv weight against one zero-filled allocation."""
 
 import pytest
 
-import workloads as wl
+import hat_workloads as hw
 
 
 @pytest.mark.parametrize("impl", ["reference", "native", "limit"])
-@pytest.mark.parametrize("backbone", list(wl.HAT_BACKBONES))
+@pytest.mark.parametrize("backbone", list(hw.HAT_BACKBONES))
 def test_hat_adjustment(run_workload, backbone, impl):
-    run_workload(wl.hat_adjustment(backbone, impl), wl.group_hat_adjustment(backbone), backbone=backbone)
+    run_workload(hw.hat_adjustment(backbone, impl), hw.group_hat_adjustment(backbone), backbone=backbone)
 
 
 @pytest.mark.parametrize("impl", ["reference", "native", "limit"])
-@pytest.mark.parametrize("kind", list(wl.MEASURE_SHAPES))
+@pytest.mark.parametrize("kind", list(hw.MEASURE_SHAPES))
 def test_parameter_measure(run_workload, kind, impl):
-    run_workload(wl.parameter_measure(kind, impl), wl.group_parameter_measure(kind))
+    run_workload(hw.parameter_measure(kind, impl), hw.group_parameter_measure(kind))

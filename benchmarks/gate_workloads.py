@@ -1,5 +1,6 @@
-"""WSN gate workloads beside the one-tensor gate of `workloads.percentile_mask`.
+"""WSN's gate, `percentile_mask` and `percentile_masks`.
 
+* one tensor (`percentile_mask n=<size>`): N(0, 1) scores at keep 0.7, against a `clone()`;
 * cold: a gate with no previous threshold, against `clone()` + `sum()` of the scores (a gate
   must write its mask and read the scores at least once more to select);
 * warm: `percentile_masks` on scores after one SGD step, warm-started from the threshold of the
@@ -7,8 +8,9 @@
 * batched: the same over all of WSNMaskResNet18's score tensors at once, against a `clone()`
   of each of them.
 
-The reference is CLArena's gate, `torch.quantile` per tensor. Scores are N(0, 1) (WSN's 'N01'
-initialisation); the step moves each by the learning rate times an N(0, 1) gradient.
+The reference is CLArena's gate, `torch.quantile` per tensor; at 2^24 + 1 scores torch 2.13's
+quantile refuses the input, so only the native kernel (and the limit) run. The step moves each
+score by the learning rate times an N(0, 1) gradient.
 """
 
 from __future__ import annotations
@@ -19,9 +21,36 @@ import torch
 
 from clarena_backbones import ops
 from clarena_backbones.ops.percentile_mask import percentile_masks, percentile_masks_state
-from workloads import DTYPE, KEEP, LEARNING_RATE, PERCENTILE_SIZES, Workload, build_backbone
+from common import DTYPE, KEEP, LEARNING_RATE, Workload, build_backbone
 
-SIZE = "2^23"
+PERCENTILE_SIZES = {"2^20": 2**20, "2^23": 2**23, "2^24+1": 2**24 + 1}
+SIZE = "2^23"  # of the cold and warm groups
+
+
+def group_percentile_mask(size: str) -> str:
+    return f"percentile_mask n={size}"
+
+
+def percentile_mask(size: str, impl: str) -> Workload:
+    """WSN's gate on `size` N(0,1) scores at keep 0.7; the limit is a `clone()` of the scores."""
+    score = torch.randn(PERCENTILE_SIZES[size], dtype=DTYPE)
+    if impl == "limit":
+        fn = score.clone
+    else:
+        def fn() -> torch.Tensor:
+            return ops.percentile_mask(score, KEEP)
+    return Workload(fn, impl, f"({score.numel()},) keep={KEEP}")
+
+
+def reference_refuses(size: str) -> bool:
+    """Whether the reference (torch.quantile) refuses a score of `size` elements."""
+    score = torch.empty(PERCENTILE_SIZES[size], dtype=DTYPE).uniform_()
+    try:
+        with ops.use_reference():
+            ops.percentile_mask(score, KEEP)
+    except RuntimeError:
+        return True
+    return False
 
 
 def group_gate(kind: str) -> str:
@@ -39,16 +68,11 @@ def _stepped(scores: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tens
     return scores, state
 
 
-def _clones(scores: list[torch.Tensor]) -> Callable[[], list[torch.Tensor]]:
-    return lambda: [score.clone() for score in scores]
-
-
 def gate(kind: str, impl: str) -> Workload:
     if kind == "batched":
         backbone = build_backbone("WSNMaskResNet18")
         backbone.initialize_parameter_score("N01")
-        layers = backbone.weighted_layer_names
-        scores = [backbone.weight_score_t[name].weight.detach() for name in layers]
+        scores = [backbone.weight_score_t[name].weight.detach() for name in backbone.weighted_layer_names]
     else:
         scores = [torch.randn(PERCENTILE_SIZES[SIZE], generator=torch.Generator().manual_seed(0), dtype=DTYPE)]
     shape = f"{len(scores)} tensors, {sum(score.numel() for score in scores)} scores, keep={KEEP}"
@@ -64,7 +88,7 @@ def gate(kind: str, impl: str) -> Workload:
     after, before_state = _stepped(scores)
     state = before_state.clone()
     if impl == "limit":
-        return Workload(_clones(after), impl, shape)
+        return Workload(lambda: [score.clone() for score in after], impl, shape)
     if impl == "reference":
         return Workload(lambda: [ops.percentile_mask(score, KEEP) for score in after], impl, shape)
 
@@ -76,8 +100,12 @@ def gate(kind: str, impl: str) -> Workload:
 
 
 def all_workloads() -> dict[tuple[str, str], Callable[[], Workload]]:
-    return {
-        (group_gate(kind), impl): (lambda k=kind, i=impl: gate(k, i))
-        for kind in ("cold", "warm", "batched")
-        for impl in ("reference", "native", "limit")
-    }
+    table: dict[tuple[str, str], Callable[[], Workload]] = {}
+    for size in PERCENTILE_SIZES:
+        impls = ("native", "limit") if size == "2^24+1" else ("reference", "native", "limit")
+        for impl in impls:
+            table[(group_percentile_mask(size), impl)] = lambda s=size, i=impl: percentile_mask(s, i)
+    for kind in ("cold", "warm", "batched"):
+        for impl in ("reference", "native", "limit"):
+            table[(group_gate(kind), impl)] = lambda k=kind, i=impl: gate(k, i)
+    return table

@@ -2,7 +2,7 @@
 
 On a GPU each counted op is at least one kernel launch, and launches, not bandwidth, bound the
 small layers of these backbones; so the count of ops a HAT step adds over the plain step is its
-GPU overhead measured on CPU. Rows: the step of `workloads.train_step` (plain CLMLP/CLResNet18,
+GPU overhead measured on CPU. Rows: the step of `step_workloads.train_step` (plain CLMLP/CLResNet18,
 HATMaskMLP/HATMaskResNet18 on the native path), and, when CLArena is installed, CLArena's own
 `HAT.training_step` with its methods and accelerated (`clarena_workloads`). The target for the
 HAT step is at most 10 + 3 per masked layer over the plain step.
@@ -24,7 +24,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
-import workloads as wl  # noqa: E402
+import step_workloads as sw  # noqa: E402
+from common import Workload, build_backbone  # noqa: E402
 
 
 class OpCounter(TorchDispatchMode):
@@ -40,7 +41,7 @@ class OpCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def count_ops(workload: wl.Workload) -> collections.Counter[str]:
+def count_ops(workload: Workload) -> collections.Counter[str]:
     with workload.path():
         workload.fn()  # warm-up: lazily created state (gradients, caches) is not per-step work
         with OpCounter() as counter:
@@ -52,10 +53,10 @@ def rows() -> list[dict[str, object]]:
     table = []
     for arch, (plain, hat) in {"mlp": ("CLMLP", "HATMaskMLP"), "resnet18": ("CLResNet18", "HATMaskResNet18")}.items():
         torch.manual_seed(0)
-        plain_ops = count_ops(wl.train_step(arch, plain, "plain"))
-        layers = len(wl.build_backbone(hat).weighted_layer_names)
+        plain_ops = count_ops(sw.train_step(arch, plain, "plain"))
+        layers = len(build_backbone(hat).weighted_layer_names)
         for impl in ("reference", "native"):
-            hat_ops = count_ops(wl.train_step(arch, hat, impl))
+            hat_ops = count_ops(sw.train_step(arch, hat, impl))
             table.append(_row(f"{hat} step ({impl}) vs {plain}", hat_ops, plain_ops, layers))
         try:
             import clarena_workloads as cw

@@ -15,7 +15,7 @@ def draw_chart(rows: list, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     panels = [
-        ("reference / native\n(speed-up, higher is better)", lambda r: "reference/native"),
+        ("reference / native or clarena / accelerated\n(speed-up, higher is better)", lambda r: r.speedup_metric),
         ("native / limit or plain\n(overhead, lower is better)", lambda r: f"native/{r.comparator}"),
         ("peak memory native / reference\n(lower is better)", lambda r: "peak native/reference"),
     ]

@@ -18,15 +18,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import os
 import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))  # the sibling modules, also when imported from elsewhere
@@ -35,187 +33,13 @@ import plot  # noqa: E402
 import targets  # noqa: E402
 import timing  # noqa: E402
 import workloads as wl  # noqa: E402
-from targets import Target  # noqa: E402
+from interleave import run_interleaved  # noqa: E402
+from profiling import profile_missed  # noqa: E402
+from rows import build_rows, format_table  # noqa: E402
 
 REPO_ROOT = BENCH_DIR.parent
 DEFAULT_OUTPUT = BENCH_DIR / "results"
-STEP_PREFIXES = ("train_step", "test_forward")
-
-
-# ---------------------------------------------------------------------------------------- rows
-@dataclass
-class Row:
-    group: str
-    row: str  # "-" for op groups, the masked backbone's name for step groups
-    comparator: str  # "limit" or "plain"
-    median_s: dict[str, float] = field(default_factory=dict)
-    min_s: dict[str, float] = field(default_factory=dict)
-    rounds: dict[str, int] = field(default_factory=dict)
-    peak_alloc_bytes: dict[str, int | None] = field(default_factory=dict)
-    page_faults: dict[str, int | None] = field(default_factory=dict)  # minor faults of one call
-    ratios: dict[str, float | None] = field(default_factory=dict)  # of the medians (judged)
-    ratios_of_min: dict[str, float | None] = field(default_factory=dict)  # of the minima (context)
-    targets: list[Target] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        return self.group if self.row == "-" else f"{self.group} | {self.row}"
-
-
-def _ratio(numerator: float | None, denominator: float | None) -> float | None:
-    if numerator is None or denominator is None or denominator <= 0:
-        return None
-    return numerator / denominator
-
-
-def build_rows(raw: dict[str, Any]) -> list[Row]:
-    """Turn pytest-benchmark's JSON into report rows (one per op group, one per masked backbone)."""
-    entries: dict[tuple[str, str], dict[str, Any]] = {}  # (group, row) -> impl -> benchmark
-    order: list[tuple[str, str]] = []
-    for bench in raw.get("benchmarks", []):
-        group = bench.get("group") or bench["name"]
-        params = bench.get("params") or {}
-        info = bench.get("extra_info") or {}
-        impl = params.get("impl") or info.get("impl")
-        is_step = group.startswith(STEP_PREFIXES)
-        backbone = params.get("backbone") if is_step else None
-        keys = [(group, "-")]
-        if is_step:
-            # the plain baseline belongs to every masked row of its group
-            keys = [(group, "*")] if impl == "plain" else [(group, backbone)]
-        for key in keys:
-            if key not in entries:
-                entries[key] = {}
-                order.append(key)
-            entries[key][impl] = bench
-
-    rows = []
-    for group, row_name in order:
-        if row_name == "*":
-            continue
-        impls = dict(entries[(group, row_name)])
-        is_step = group.startswith(STEP_PREFIXES)
-        comparator = "plain" if is_step else "limit"
-        if is_step and (group, "*") in entries:
-            impls.update(entries[(group, "*")])
-        row = Row(group, row_name, comparator)
-        for impl, bench in impls.items():
-            row.median_s[impl] = bench["stats"]["median"]
-            row.min_s[impl] = bench["stats"]["min"]
-            row.rounds[impl] = bench["stats"]["rounds"]
-            row.peak_alloc_bytes[impl] = (bench.get("extra_info") or {}).get("peak_alloc_bytes")
-            row.page_faults[impl] = (bench.get("extra_info") or {}).get("minor_page_faults")
-            if (bench.get("extra_info") or {}).get("reference_refuses"):
-                note = "reference (torch.quantile) refuses this size"
-                if note not in row.notes:
-                    row.notes.append(note)
-            if (bench.get("extra_info") or {}).get("reference_cache_dropped") is False:
-                row.notes.append("reference could not drop the backbone's test cache")
-        med = row.median_s
-        row.ratios["reference/native"] = _ratio(med.get("reference"), med.get("native"))
-        row.ratios[f"native/{comparator}"] = _ratio(med.get("native"), med.get(comparator))
-        low = row.min_s
-        row.ratios_of_min["reference/native"] = _ratio(low.get("reference"), low.get("native"))
-        row.ratios_of_min[f"native/{comparator}"] = _ratio(low.get("native"), low.get(comparator))
-        peaks = row.peak_alloc_bytes
-        if peaks.get("native") is not None and peaks.get("reference") is not None:
-            if peaks["reference"] > 0:
-                row.ratios["peak native/reference"] = peaks["native"] / peaks["reference"]
-            else:
-                row.ratios["peak native/reference"] = 1.0 if peaks["native"] <= 0 else math.inf
-        else:
-            row.ratios["peak native/reference"] = None
-        row.targets = targets.targets_for(group, row_name)
-        for target in row.targets:
-            target.judge(row.ratios.get(target.metric))
-        rows.append(row)
-    return rows
-
-
-# ------------------------------------------------------------------------------------- output
-def _ms(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    ms = seconds * 1e3
-    return f"{ms:.3g}" if ms < 100 else f"{ms:.0f}"
-
-
-def _x(value: float | None, of_min: float | None = None) -> str:
-    if value is None or math.isnan(value):
-        return "-"
-    return f"{value:.2f}x" + ("" if of_min is None else f" ({of_min:.2f}x)")
-
-
-def _mib(n: int | None) -> str:
-    return "-" if n is None else f"{n / 2**20:.1f}"
-
-
-def format_table(rows: list[Row]) -> str:
-    header = ["group | backbone", "ref ms", "native ms", "limit/plain ms", "ref/native (min)", "native/limit|plain (min)",
-              "peak ref MiB", "peak native MiB", "targets"]  # fmt: skip
-    lines = []
-    for row in rows:
-        comp = row.comparator
-        verdicts = "; ".join(f"{t.metric} {t.op} {t.threshold:g}: {t.status}" for t in row.targets) or "-"
-        lines.append([
-            row.label, _ms(row.median_s.get("reference")), _ms(row.median_s.get("native")),
-            _ms(row.median_s.get(comp)) + ("" if comp == "limit" else " (plain)"),
-            _x(row.ratios.get("reference/native"), row.ratios_of_min.get("reference/native")),
-            _x(row.ratios.get(f"native/{comp}"), row.ratios_of_min.get(f"native/{comp}")),
-            _mib(row.peak_alloc_bytes.get("reference")), _mib(row.peak_alloc_bytes.get("native")), verdicts,
-        ])  # fmt: skip
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *lines)]
-    rule = "  ".join("-" * w for w in widths)
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), rule]
-    for line in lines:
-        out.append("  ".join(c.ljust(w) if i in (0, 8) else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
-    notes = [f"  note: {row.label}: {note}" for row in rows for note in row.notes]
-    legend = ["times are medians; ratios are of the medians (judged), in parentheses of the minima (context)"]
-    return "\n".join(out + [""] + legend + notes)
-
-
-# --------------------------------------------------------------------------------------- profile
-def profile_missed(rows: list[Row], output: Path, row_limit: int, threads: int) -> str:
-    """torch.profiler key_averages (by self CPU time) of the paths behind every MISS."""
-    from torch.profiler import ProfilerActivity, profile
-
-    timing.configure(threads)
-    builders = wl.all_workloads()
-    profile_dir = output / "profiles"
-    profile_dir.mkdir(parents=True, exist_ok=True)
-    for stale in profile_dir.glob("*.txt"):  # tables of an earlier run
-        stale.unlink()
-    texts = []
-    for row in rows:
-        missed = [t for t in row.targets if t.status == "MISS"]
-        if not missed:
-            continue
-        impls = ["native"]
-        for target in missed:
-            impls += [impl for impl in ("reference", row.comparator) if impl in target.metric]
-        for impl in dict.fromkeys(impls):
-            label = impl if row.row == "-" or impl == "plain" else wl.step_label(row.row, impl)
-            builder = builders.get((row.group, label))
-            if builder is None:
-                continue
-            workload = build(builder, lambda error: texts.append(f"== {row.label} [{impl}]: {error}"))
-            if workload is None:
-                continue
-            with workload.path():
-                elapsed = timing.probe(workload)  # also the warm-up
-                calls = int(min(200, max(3, 1.0 / max(elapsed, 1e-9))))  # about a second of calls
-                with profile(activities=[ProfilerActivity.CPU]) as prof:
-                    for _ in range(calls):
-                        if workload.setup:
-                            workload.setup()
-                        workload.fn()
-            table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=row_limit)
-            heading = f"== {row.label} [{impl}] ({calls} calls; missed: {', '.join(t.metric for t in missed)})"
-            texts.append(f"{heading}\n{table}")
-            slug = "".join(c if c.isalnum() else "_" for c in f"{row.label}_{impl}").strip("_")
-            (profile_dir / f"{slug}.txt").write_text(f"{heading}\n{table}\n")
-    return "\n".join(texts) if texts else "no target missed: nothing to profile"
+TIMERS = {"wall": time.perf_counter, "cpu": time.process_time, "thread": time.thread_time}
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -237,10 +61,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="run only the benchmarks matching this pytest -k expression")
     parser.add_argument("--threads", type=int, default=2, metavar="N",
                         help="torch threads; the protocol is 2 (1 separates code from contention on a busy machine)")
-    parser.add_argument("--timer", choices=("wall", "cpu"), default="wall",
-                        help="wall: time.perf_counter (the protocol); cpu: time.process_time, which leaves out "
-                             "the time the process waits for a core (use with --threads 1: with 2 threads it "
-                             "counts OpenMP spin-waiting)")
+    parser.add_argument("--timer", choices=tuple(TIMERS), default="wall",
+                        help="wall: time.perf_counter; cpu: time.process_time, which leaves out the time the "
+                             "process waits for a core (with 2 threads it counts OpenMP spin-waiting); thread: "
+                             "time.thread_time, the calling thread's CPU time (the epoch protocol: with "
+                             "--threads 1 --interleave)")
     parser.add_argument("--interleave", action="store_true",
                         help="instead of pytest-benchmark's one-test-after-another, time the members of each "
                              "group round-robin in one process, so that they meet the same load on a shared "
@@ -270,70 +95,12 @@ def run_suite(args: argparse.Namespace, raw_path: Path) -> int:
         command.append("--bench-no-memory")
     if args.threads != 2:
         command += ["--bench-threads", str(args.threads)]
-    if args.timer == "cpu":
-        command.append("--benchmark-timer=time.process_time")
+    if args.timer != "wall":
+        command.append(f"--benchmark-timer=time.{TIMERS[args.timer].__name__}")
     if args.keyword:
         command += ["-k", args.keyword]
     print("running:", " ".join(command), flush=True)
     return subprocess.call(command, cwd=REPO_ROOT)
-
-
-def build(builder, report_error) -> Any:
-    """The workload of `builder`, seeded; None (after `report_error(message)`) if it cannot be built."""
-    import torch
-
-    torch.manual_seed(0)
-    try:
-        return builder()
-    except Exception as error:  # noqa: BLE001  (e.g. CLArena missing for its group)
-        report_error(f"could not build the workload: {error}")
-        return None
-
-
-def run_interleaved(args: argparse.Namespace, raw_path: Path) -> int:
-    """Time the implementations of each group round-robin, in this process (`--interleave`).
-
-    pytest-benchmark times one test after another, so on a shared machine the reference, the
-    native path and the limit of one group can meet very different loads. Here all members of a
-    group are built first, then timed by `timing.interleaved_samples`, so they sample the same
-    load. Same workloads, rounds policy and peak-memory measurement as the pytest suite; the
-    result is written in pytest-benchmark's JSON layout.
-    """
-    timing.configure(args.threads)
-    timer = time.process_time if args.timer == "cpu" else time.perf_counter
-    policy = timing.RoundsPolicy.of(args.quick, args.budget)
-    groups: dict[str, dict[str, Any]] = {}
-    for (group, label), builder in wl.all_workloads().items():
-        if args.keyword is None or args.keyword in f"{group} {label}":
-            groups.setdefault(group, {})[label] = builder
-    benchmarks = []
-    for group, builders in groups.items():
-        print(f"{group}: {', '.join(builders)}", flush=True)
-        built = {}
-        for label, builder in builders.items():
-            workload = build(builder, lambda error, label=label: print(f"  {label}: {error}", flush=True))
-            if workload is not None:
-                built[label] = workload
-        for label, (values, probe, rounds) in timing.interleaved_samples(built, policy, timer).items():
-            workload = built[label]
-            info = timing.common_info() | {"impl": workload.impl, "shape": workload.shape, **workload.info}
-            info.update(probe_s=probe, rounds=rounds, warmup_rounds=2, mode="interleaved")
-            if group == wl.group_percentile_mask("2^24+1"):
-                info["reference_refuses"] = wl.reference_refuses("2^24+1")
-            if not args.no_memory:
-                info.update(timing.memory_info(workload))
-            params = {"impl": workload.impl}
-            if group.startswith(STEP_PREFIXES):
-                params["backbone"] = workload.info.get("backbone")
-            benchmarks.append({
-                "name": f"{group}[{label}]", "group": group, "params": params, "extra_info": info,
-                "options": {"timer": timer.__name__, "mode": "interleaved"}, "stats": timing.summary_stats(values),
-            })  # fmt: skip
-        del built
-    raw = {"benchmarks": benchmarks, "datetime": dt.datetime.now(dt.timezone.utc).isoformat(),
-           "machine_info": {"cpu": {"brand_raw": platform.processor()}}}  # fmt: skip
-    raw_path.write_text(json.dumps(raw, indent=1) + "\n")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     started = dt.datetime.now(dt.timezone.utc)
     if args.json is None:
         raw_path = output / ("interleaved.json" if args.interleave else "pytest-benchmark.json")
-        status = run_interleaved(args, raw_path) if args.interleave else run_suite(args, raw_path)
+        if args.interleave:
+            policy = timing.RoundsPolicy.of(args.quick, args.budget)
+            status = run_interleaved(args.keyword, policy, TIMERS[args.timer], args.threads, not args.no_memory, raw_path)
+        else:
+            status = run_suite(args, raw_path)
         if not raw_path.exists():
             print(f"the benchmark run wrote no JSON (pytest exit status {status})", file=sys.stderr)
             return status or 1

@@ -161,19 +161,23 @@ def test_mlp_state_dict_round_trip_builds_the_backups():
 
 
 # ----------------------------------------------------------------------------------------- ResNet
+def through(layers, z):
+    """`z` through those of `layers` that are not None, in order."""
+    for layer in layers:
+        if layer is not None:
+            z = layer(z)
+    return z
+
+
 def clarena_resnet_backup_stream(backbone, task, x, mask):
     """CLArena's AmnesiacHAT ResNet backup stream of `task` (BN shared, ReLU)."""
     backup = backbone.backup_backbones[f"{task}"]
     stored = backbone.masks[task]
 
     def routed(name, main, other, main_bn, other_bn, z):
-        main_out = z if main is None else main(z)
-        other_out = z if other is None else other(z)
-        if main_bn is not None:
-            main_out = main_bn(main_out)
-        if other_bn is not None:
-            other_out = other_bn(other_out)
-        return route(stored[name], other_out, main_out)
+        """M * BN_b(backup(z)) + (1 - M) * BN(main(z)); a None layer is the identity."""
+        main_out = through((main, main_bn), z)  # first, as the backbone (the same gradient sums)
+        return route(stored[name], through((other, other_bn), z), main_out)
 
     def unit(name, z):
         return torch.relu(z * mask[name].view(1, -1, 1, 1))
@@ -195,9 +199,13 @@ def clarena_resnet_backup_stream(backbone, task, x, mask):
     return F.adaptive_avg_pool2d(z, 1).flatten(1)
 
 
-def test_resnet_train_with_backup_matches_clarena():
+@pytest.mark.parametrize("mask_shortcuts", [True, False])
+def test_resnet_train_with_backup_matches_clarena(mask_shortcuts):
+    """With `mask_shortcuts=False`, CLArena's routing: a shortcut by its block's last-conv mask, unmasked."""
     torch.manual_seed(0)
-    backbone = prepared(B.AmnesiacHATResNet18(3, 512, "sigmoid", batch_normalization="shared"))
+    backbone = B.AmnesiacHATResNet18(3, 512, "sigmoid", batch_normalization="shared", mask_shortcuts=mask_shortcuts)
+    backbone = prepared(backbone)
+    assert any(name.endswith("identity_downsample") for name in backbone.masks[1]) is mask_shortcuts
     assert backbone.original_backbone_class is ResNetBase
     assert backbone.backup_backbone_kwargs["building_block_type"] is ResNetBlockSmall
     assert backbone.backup_backbone_kwargs["batch_normalization"] is True

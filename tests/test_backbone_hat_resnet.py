@@ -41,9 +41,12 @@ RESNET18_LAYERS = ["conv1"] + [
 ]
 
 
-def make(batch_normalization=None, cls=B.HATMaskResNet18) -> B.HATMaskResNet18:
+CLARENA_LAYERS = [name for name in RESNET18_LAYERS if name not in SHORTCUTS]  # mask_shortcuts=False
+
+
+def make(batch_normalization=None, cls=B.HATMaskResNet18, mask_shortcuts=True) -> B.HATMaskResNet18:
     torch.manual_seed(0)
-    backbone = cls(3, 512, "sigmoid", batch_normalization=batch_normalization)
+    backbone = cls(3, 512, "sigmoid", batch_normalization=batch_normalization, mask_shortcuts=mask_shortcuts)
     return prepared_hat(backbone)
 
 
@@ -84,6 +87,108 @@ def test_resnet18_structure():
     downsampled = [b.identity_downsample is not None for b in backbone._iter_blocks()]
     assert downsampled == [False, False, True, False, True, False, True, False]
     assert block.full_1st_layer_name == "conv4x/1/conv1" and block.full_2nd_layer_name == "conv4x/1/conv2"
+
+
+@pytest.mark.parametrize("cls", [B.HATMaskResNet18, B.AmnesiacHATResNet18])
+def test_without_shortcut_masks_the_layers_are_clarenas(cls):
+    """CLArena's weighted layers (list order, preceding layers), embeddings, parameters and keys."""
+    backbone = cls(3, 512, "sigmoid", mask_shortcuts=False)
+    assert backbone.mask_shortcuts is False and cls(3, 512, "sigmoid").mask_shortcuts is True
+    assert backbone.weighted_layer_names == CLARENA_LAYERS
+    assert [name for name, _ in backbone.named_weighted_layers()] == CLARENA_LAYERS
+    assert list(backbone.task_embedding_t) == CLARENA_LAYERS[1:] + ["conv1"]
+    assert param_count(backbone) == 11_170_816  # CLArena's HATMaskResNet18 [verified on its code]
+    # CLArena's preceding layer is the previous name in the list
+    for index, name in enumerate(CLARENA_LAYERS):
+        assert backbone.preceding_layer_name(name) == (CLARENA_LAYERS[index - 1] if index else None)
+    for block in backbone._iter_blocks():
+        assert block.shortcut_layer_name is None and block.weighted_layer_names == block.conv_layer_names
+    state = backbone.state_dict()
+    assert {k: tuple(v.shape) for k, v in state.items() if not k.startswith("backup_")} == expected_keys(
+        shortcut_embeddings=False
+    )
+    _, _, activations = backbone(images(), "train", S_MAX, 2, 10)
+    assert list(activations) == CLARENA_LAYERS
+
+
+def test_mask_shortcuts_must_be_a_bool():
+    with pytest.raises(ValueError, match="`mask_shortcuts` must be one of True, False, got 'false'"):
+        B.HATMaskResNet18(3, 512, "sigmoid", mask_shortcuts="false")
+
+
+def test_without_shortcut_masks_every_training_step_method_leaves_the_shortcuts_out():
+    """Adjustment, compensation, stored masks and their combination cover CLArena's layers only."""
+    backbone = make(mask_shortcuts=False)
+    backbone.setup_task_id(1)
+    mask_1 = backbone.store_mask()
+    assert list(mask_1) == list(backbone.te_to_binary_mask()) == CLARENA_LAYERS
+    assert list(backbone.masks[1]) == CLARENA_LAYERS
+    assert list(backbone.combine_masks([mask_1, mask_1], "union")) == CLARENA_LAYERS
+    backbone.setup_task_id(2)
+    feature, _, _ = backbone(images(), "train", S_MAX, 3, 10)
+    feature.pow(2).sum().backward()
+    unadjusted = grads(backbone)
+    expected = clone_with_grads(backbone)
+    clarena_clip_grad(expected, mask_1, "min", "hat")
+    backbone.clip_grad_by_measure_(mask_1, "min", "hat")
+    adjusted = grads(backbone)
+    assert_close_dicts(adjusted, grads(expected))
+    for shortcut in SHORTCUTS:  # as in CLArena: neither masked nor adjusted
+        key = shortcut.replace("/", ".") + ".weight"
+        assert torch.equal(adjusted[key], unadjusted[key]) and adjusted[key].abs().sum() > 0
+    compensated = [e.weight for e in backbone.task_embedding_t.values()]
+    assert len(compensated) == len(CLARENA_LAYERS)
+    before = [weight.grad.clone() for weight in compensated]
+    backbone.compensate_task_embedding_gradients(S_MAX, 50.0, 3, 10)
+    assert all(not torch.equal(weight.grad, old) for weight, old in zip(compensated, before))
+
+
+def test_outputs_differ_from_the_default_only_through_the_shortcut_masks():
+    masked = make("independent")
+    plain = make("independent", mask_shortcuts=False)
+    plain.load_state_dict({k: v for k, v in masked.state_dict().items() if k in plain.state_dict()}, strict=True)
+    masked.setup_task_id(1)
+    plain.setup_task_id(1)
+    masked.store_mask()
+    plain.masks[1] = {name: masked.masks[1][name] for name in plain.weighted_layer_names}
+    masked.eval()
+    plain.eval()
+    inputs = images()
+    feature, _, activations = plain(inputs, "test", test_task_id=1)
+    expected, expected_activations = masked(inputs, "test", test_task_id=1)[::2]
+    assert not torch.allclose(feature, expected)  # the stored shortcut masks hold zeros
+    masked.masks[1].update({shortcut: torch.ones_like(masked.masks[1][shortcut]) for shortcut in SHORTCUTS})
+    expected, expected_activations = masked(inputs, "test", test_task_id=1)[::2]
+    torch.testing.assert_close(feature, expected, rtol=0, atol=0)
+    assert_close_dicts(activations, {k: v for k, v in expected_activations.items() if k not in SHORTCUTS}, rtol=0, atol=0)
+
+
+def test_checkpoints_round_trip_with_and_across_the_shortcut_switch():
+    backbone = with_finished_tasks(make("independent", mask_shortcuts=False), lambda seed: images(seed=seed))
+    buffer = io.BytesIO()
+    torch.save(backbone.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    assert not any("identity_downsample" in key for key in state if "task_embedding_t" in key or "stored" in key)
+    inputs = images(seed=9)
+    outputs = {task: backbone(inputs, "test", test_task_id=task)[0] for task in (1, 2)}
+    fresh = B.HATMaskResNet18(3, 512, "sigmoid", batch_normalization="independent", mask_shortcuts=False)
+    fresh.load_state_dict(state, strict=True)
+    # the default backbone loads it too: each shortcut takes its block's last-conv embedding and
+    # stored masks, so every stored task computes what it computed
+    default = B.HATMaskResNet18(3, 512, "sigmoid", batch_normalization="independent")
+    default.load_state_dict(state, strict=True)
+    for shortcut in SHORTCUTS:
+        last_conv = shortcut.replace("identity_downsample", "conv2")
+        assert torch.equal(default.masks[2][shortcut], default.masks[2][last_conv])
+        block = default.get_layer_by_name(shortcut.rsplit("/", 1)[0])
+        assert torch.equal(block.masks[2][shortcut], default.masks[2][last_conv])
+    for model in (fresh.eval(), default.eval()):
+        for task in (1, 2):
+            torch.testing.assert_close(model(inputs, "test", test_task_id=task)[0], outputs[task], rtol=0, atol=0)
+    # the other way round, the shortcut embeddings have no place
+    with pytest.raises(RuntimeError, match="identity_downsample"):
+        fresh.load_state_dict(default.state_dict(), strict=True)
 
 
 def expected_keys(tasks=(), batch_normalization=False, shortcut_embeddings=True) -> dict[str, tuple]:
@@ -159,16 +264,17 @@ def test_state_dict_keys_and_clarena_checkpoint_loads(batch_normalization):
 
 
 # -------------------------------------------------------------------------------------- forward
+@pytest.mark.parametrize("mask_shortcuts", [True, False])
 @pytest.mark.parametrize("batch_normalization", [None, "shared"])
-def test_train_stage_matches_clarena(batch_normalization):
-    backbone = make(batch_normalization)
+def test_train_stage_matches_clarena(batch_normalization, mask_shortcuts):
+    backbone = make(batch_normalization, mask_shortcuts=mask_shortcuts)
     backbone.setup_task_id(1)
     reference = copy.deepcopy(backbone)
     x = images()
     feature, mask, activations = backbone(x, "train", S_MAX, 2, 10)
     expected_mask = clarena_hat_mask(reference, "train", S_MAX, 2, 10)
     expected, expected_activations = clarena_hat_resnet(reference, x, expected_mask, *stage_bns(reference, "train", 1))
-    assert list(mask) == RESNET18_LAYERS
+    assert list(mask) == (RESNET18_LAYERS if mask_shortcuts else CLARENA_LAYERS)
     assert_close_dicts(mask, expected_mask)
     torch.testing.assert_close(feature, expected)
     assert_close_dicts(activations, expected_activations)
@@ -178,25 +284,29 @@ def test_train_stage_matches_clarena(batch_normalization):
     assert backbone.task_embedding_t["conv5x/1/conv2"].weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("batch_normalization", [None, "shared", "independent"])
-def test_test_stages_match_clarena(batch_normalization):
-    backbone = with_finished_tasks(make(batch_normalization), lambda seed: images(seed=seed), seeds=(31, 32))
-    x = images()
+@pytest.mark.parametrize(
+    "batch_normalization, mask_shortcuts", [(None, True), ("shared", True), ("independent", True), ("independent", False)]
+)
+def test_test_stages_match_clarena(batch_normalization, mask_shortcuts):
+    backbone = make(batch_normalization, mask_shortcuts=mask_shortcuts)
+    backbone = with_finished_tasks(backbone, lambda seed: images(seed=seed), seeds=(31, 32))
+    inputs = images()
     for task in (1, 2):
-        feature, mask, activations = backbone(x, "test", test_task_id=task)
-        assert_close_dicts(mask, backbone.masks[task])
-        bns = stage_bns(backbone, "test", task)
-        expected, expected_activations = clarena_hat_resnet(backbone, x, backbone.masks[task], *bns)
+        stored = backbone.masks[task]
+        feature, mask, activations = backbone(inputs, "test", test_task_id=task)
+        assert list(mask) == list(stored) == backbone.weighted_layer_names
+        assert_close_dicts(mask, stored)
+        expected, expected_activations = clarena_hat_resnet(backbone, inputs, stored, *stage_bns(backbone, "test", task))
         torch.testing.assert_close(feature, expected)
         assert_close_dicts(activations, expected_activations)
-    feature, mask, _ = backbone(x, "unlearning_test", test_task_id=2)
+    feature, mask, _ = backbone(inputs, "unlearning_test", test_task_id=2)
     assert all(torch.equal(m, torch.ones_like(m)) for m in mask.values())
-    expected, _ = clarena_hat_resnet(backbone, x, mask, *stage_bns(backbone, "unlearning_test", 2))
+    expected, _ = clarena_hat_resnet(backbone, inputs, mask, *stage_bns(backbone, "unlearning_test", 2))
     torch.testing.assert_close(feature, expected)
-    feature, mask, _ = backbone(x, "validation", s_max=S_MAX)
+    feature, mask, _ = backbone(inputs, "validation", s_max=S_MAX)
     expected_mask = clarena_hat_mask(backbone, "validation")
     assert_close_dicts(mask, expected_mask)
-    expected, _ = clarena_hat_resnet(backbone, x, expected_mask, *stage_bns(backbone, "validation", 2))
+    expected, _ = clarena_hat_resnet(backbone, inputs, expected_mask, *stage_bns(backbone, "validation", 2))
     torch.testing.assert_close(feature, expected)
 
 
@@ -349,21 +459,21 @@ def train_hat_task(backbone, task_id: int, cumulative: dict | None, skip: tuple[
 
 
 @pytest.mark.parametrize("cls", [B.HATMaskResNet18, B.AmnesiacHATResNet18])
-@pytest.mark.parametrize("shortcuts_adjusted", [True, False])
-def test_task_2_leaves_task_1_test_outputs_unchanged(cls, shortcuts_adjusted):
+@pytest.mark.parametrize("shortcuts", ["masked", "masked, not adjusted", "not masked"])
+def test_task_2_leaves_task_1_test_outputs_unchanged(cls, shortcuts):
     torch.manual_seed(0)
-    backbone = cls(3, 512, "sigmoid")
-    shortcuts = tuple(name for name in backbone.weighted_layer_names if name.endswith("identity_downsample"))
-    assert shortcuts == tuple(SHORTCUTS)
+    backbone = cls(3, 512, "sigmoid", mask_shortcuts=shortcuts != "not masked")
+    masked = tuple(name for name in backbone.weighted_layer_names if name.endswith("identity_downsample"))
+    assert masked == (() if shortcuts == "not masked" else tuple(SHORTCUTS))
     mask_1 = train_hat_task(backbone, 1, None)
     x = images(seed=7)
     backbone.eval()
     before = backbone(x, "test", test_task_id=1)[0]
     backbone.train()
-    train_hat_task(backbone, 2, mask_1, skip=() if shortcuts_adjusted else shortcuts)
+    train_hat_task(backbone, 2, mask_1, skip=masked if shortcuts == "masked, not adjusted" else ())
     backbone.eval()
     after = backbone(x, "test", test_task_id=1)[0]
-    if shortcuts_adjusted:
+    if shortcuts == "masked":
         torch.testing.assert_close(after, before, rtol=0, atol=0)
-    else:  # the forgetting that adjusting the shortcuts prevents
+    else:  # the forgetting that masking and adjusting the shortcuts prevents (CLArena's, when not masked)
         assert not torch.equal(after, before)

@@ -1,6 +1,7 @@
 """Plain and CL ResNets: CLArena's architecture, state_dict keys, forward, pretrained-weight mapping."""
 
 import inspect
+import pickle
 import sys
 import types
 
@@ -15,9 +16,11 @@ from backbone_helpers import (
     param_count,
     randomize_batch_norm,
 )
+from torch import nn
 
 import clarena.backbones as B
-from clarena.backbones.resnet import ResNetBlockLarge, ResNetBlockSmall, torchvision_resnet18_key
+from clarena.backbones import amnesiac_hat_resnet, hat_mask_resnet, resnet, wsn_mask_resnet
+from clarena.backbones.resnet import DEPTHS, ResNetBlockLarge, ResNetBlockSmall, torchvision_resnet18_key
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -166,7 +169,8 @@ def test_pretrained_weights_need_torchvision_and_resnet18(monkeypatch):
         B.CLResNet34(3, 512, pretrained_weights="IMAGENET1K_V1")
 
 
-# CLArena's constructor arguments of each ResNet family's depth variants, in order
+# CLArena's constructor arguments of each ResNet family's depth classes, in order, then this
+# package's keyword-only ones
 VARIANT_ARGUMENTS = {
     "ResNet": ["input_channels", "output_dim", "activation_layer", "batch_normalization", "bias", "pretrained_weights"],
     "CLResNet": ["input_channels", "output_dim", "activation_layer", "batch_normalization", "bias", "pretrained_weights"],
@@ -179,19 +183,90 @@ VARIANT_ARGUMENTS = {
     ],
     "WSNMaskResNet": ["input_channels", "output_dim", "activation_layer", "batch_normalization", "bias"],
 }  # fmt: skip
+KEYWORD_ONLY_ARGUMENTS = {"HATMaskResNet": ["mask_shortcuts"], "AmnesiacHATResNet": ["mask_shortcuts"]}
+FAMILY_MODULES = {
+    "ResNet": resnet,
+    "CLResNet": resnet,
+    "HATMaskResNet": hat_mask_resnet,
+    "AmnesiacHATResNet": amnesiac_hat_resnet,
+    "WSNMaskResNet": wsn_mask_resnet,
+}
 
 
 @pytest.mark.parametrize("family", sorted(VARIANT_ARGUMENTS))
 @pytest.mark.parametrize("depth", [18, 152])
 def test_depth_variants_take_their_family_arguments_in_order(family, depth):
-    parameters = inspect.signature(getattr(B, f"{family}{depth}")).parameters
-    assert list(parameters)[:-1] == VARIANT_ARGUMENTS[family]
-    assert list(parameters)[-1] == "kwargs"
+    parameters = inspect.signature(getattr(B, f"{family}{depth}")).parameters.values()
+    positional = [p.name for p in parameters if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    keyword_only = [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    assert positional == VARIANT_ARGUMENTS[family]
+    assert keyword_only == KEYWORD_ONLY_ARGUMENTS.get(family, [])
+    assert [p.name for p in parameters][-1] == "kwargs"
+    assert all(p.default is True for p in parameters if p.name == "mask_shortcuts")
 
 
 def test_depth_variants_bind_positional_arguments_by_name():
     backbone = B.AmnesiacHATResNet18(3, 512, "sigmoid", None, "shared", True, None, True)
     assert backbone.gate == "sigmoid" and not backbone.activation and backbone.batch_normalization == "shared"
-    assert backbone.conv1.bias is not None and backbone.disable_unlearning
+    assert backbone.conv1.bias is not None and backbone.disable_unlearning and backbone.mask_shortcuts
     with pytest.raises(TypeError, match="gate"):
         B.HATMaskResNet18(3, 512)
+    with pytest.raises(TypeError):  # a switch, never bound by position
+        B.HATMaskResNet18(3, 512, "sigmoid", nn.ReLU, None, False, None, False)
+
+
+@pytest.mark.parametrize("family", sorted(VARIANT_ARGUMENTS))
+@pytest.mark.parametrize("depth", sorted(DEPTHS))
+def test_every_depth_class_is_a_class_statement_with_its_layout(family, depth):
+    """A reader (or `grep "class HATMaskResNet50"`) finds each class in its module's source."""
+    cls = getattr(B, f"{family}{depth}")
+    module = FAMILY_MODULES[family]
+    assert cls.__module__ == module.__name__ and cls.__qualname__ == cls.__name__ == f"{family}{depth}"
+    assert getattr(module, cls.__name__) is cls
+    assert inspect.getsource(cls).startswith(f"class {family}{depth}(")
+    assert cls.__doc__ and f"ResNet-{depth}" in cls.__doc__
+    assert cls.layout is DEPTHS[depth] and cls.layout.depth == depth
+    # the constructor is the family's, written out: no signature made up at run time
+    assert not hasattr(cls.__init__, "__signature__")
+    assert cls.__init__.__qualname__.split(".")[0] in ("ResNet", "HATMaskResNet", "AmnesiacHATResNet", "WSNMaskResNet")
+
+
+def test_layouts_give_the_resnet_paper_depths():
+    assert {depth: (layout.bottleneck, layout.building_block_nums) for depth, layout in DEPTHS.items()} == {
+        18: (False, (2, 2, 2, 2)),
+        34: (False, (3, 4, 6, 3)),
+        50: (True, (3, 4, 6, 3)),
+        101: (True, (3, 4, 23, 3)),
+        152: (True, (3, 8, 36, 3)),
+    }
+    block, nums, preceding, channels = hat_mask_resnet.HATMaskResNet50.architecture()
+    assert block is hat_mask_resnet.HATMaskResNetBlockLarge and nums == (3, 4, 6, 3)
+    assert preceding == (64, 256, 512, 1024) and channels == (64, 128, 256, 512)
+    assert wsn_mask_resnet.WSNMaskResNet18.architecture()[0] is ResNetBlockSmall
+
+
+@pytest.mark.parametrize("family", [resnet.ResNet, hat_mask_resnet.HATMaskResNet, wsn_mask_resnet.WSNMaskResNet])
+def test_a_family_class_without_a_layout_names_what_is_missing(family):
+    arguments = {"gate": "sigmoid"} if family is hat_mask_resnet.HATMaskResNet else {}
+    with pytest.raises(TypeError, match=f"{family.__name__} has no `layout`"):
+        family(3, 512, **arguments)
+
+
+@pytest.mark.parametrize("cls", [B.CLResNet34, B.HATMaskResNet18, B.AmnesiacHATResNet18])
+def test_depth_classes_pickle_by_their_name(cls):
+    arguments = {} if cls is B.CLResNet34 else {"gate": "sigmoid"}
+    backbone = cls(3, 512, **arguments).eval()
+    restored = pickle.loads(pickle.dumps(backbone))
+    assert type(restored) is cls
+    assert_close_dicts(restored.state_dict(), backbone.state_dict())
+
+
+@pytest.mark.parametrize("base", [hat_mask_resnet.HATMaskResNetBase, amnesiac_hat_resnet.AmnesiacHATResNetBase])
+def test_the_hat_bases_take_mask_shortcuts_too(base):
+    parameter = inspect.signature(base).parameters["mask_shortcuts"]
+    assert parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.default is True
+    architecture = hat_mask_resnet.HATMaskResNet18.architecture()
+    for mask_shortcuts in (True, False):
+        backbone = base(3, *architecture, 512, "sigmoid", mask_shortcuts=mask_shortcuts)
+        shortcuts = [name for name in backbone.weighted_layer_names if name.endswith("identity_downsample")]
+        assert len(shortcuts) == (3 if mask_shortcuts else 0)

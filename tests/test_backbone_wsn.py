@@ -121,7 +121,7 @@ def test_forward_and_gradients_match_clarena_with_straight_through_scores(percen
 
 def test_no_bias_masks_for_bias_less_layers(monkeypatch):
     backbone = make(bias=False)
-    calls = count_calls(monkeypatch, "percentile_masks")  # one call, a list of score tensors
+    calls = count_calls(monkeypatch, "score_masked_parameters")  # one call, a list of score tensors
     _, weight_mask, bias_mask, _ = backbone(vectors(), "train", 0.5)
     assert bias_mask == {"fc/0": None, "fc/1": None, "fc/2": None}
     assert len(calls[0]) == 3  # the weight scores only (CLArena also gated the unused bias scores)

@@ -50,5 +50,5 @@ def adjust_gradients(
     grad *= 1 - min(M^{<t}[out unit], M^{<t}[in unit]) (a weight is frozen where both of its
     units are taken), then the task embeddings' gradient compensation.
     """
-    backbone.clip_grad_by_measure_(cumulative, aggregation_mode="min", mode="hat")
+    backbone.clip_grad_by_measure_(cumulative, aggregation="min", rate="hat")
     backbone.compensate_task_embedding_gradients(s_max, clamp_threshold, batch_idx, num_batches)

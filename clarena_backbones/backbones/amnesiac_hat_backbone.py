@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from clarena_backbones.backbones import state_hooks
 from clarena_backbones.backbones.hat_mask_backbone import HATMaskBackbone
+from clarena_backbones.ops import reference
 
 
 # (feature, mask, activations), and with backups (feature, backup_features, mask, activations)
@@ -16,10 +17,10 @@ BackupOutput = tuple[Tensor, dict[int, Tensor], dict[str, Tensor], dict[str, Ten
 def route(backup_mask: Tensor, backup_output: Tensor, main_output: Tensor) -> Tensor:
     """AmnesiacHAT's routing: backup output on the units of the backed-up task, main output elsewhere.
 
-    `M * backup + (1 - M) * main` with the binary unit mask `M` (C,) broadcast over dim 1.
+    `M * backup + (1 - M) * main` with the binary unit mask `M` (C,) broadcast over dim 1; values
+    below the dtype's smallest normal, and such gradients, become 0 (as in every HAT masking op).
     """
-    mask = backup_mask.to(main_output).view(1, -1, *([1] * (main_output.dim() - 2)))
-    return mask * backup_output + (1 - mask) * main_output
+    return reference.route(backup_mask.to(main_output), backup_output, main_output)
 
 
 class AmnesiacHATBackbone(HATMaskBackbone):

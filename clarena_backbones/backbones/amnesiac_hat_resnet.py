@@ -12,15 +12,24 @@ from clarena_backbones.backbones.hat_mask_resnet import (
     HATMaskResNetBlockLarge,
     HATMaskResNetBlockSmall,
 )
-from clarena_backbones.backbones.resnet import ResNetBase, _ResNetBlock, depth_variant, depth_variants
+from clarena_backbones.backbones.resnet import (
+    RESNET18_LAYOUT,
+    RESNET34_LAYOUT,
+    RESNET50_LAYOUT,
+    RESNET101_LAYOUT,
+    RESNET152_LAYOUT,
+    ResNetBase,
+    _ResNetBlock,
+)
 
 
 class AmnesiacHATResNetBase(AmnesiacHATBackbone, HATMaskResNetBase):
     """`HATMaskResNetBase` with AmnesiacHAT's backup streams (stage 'train_with_backup').
 
     A backup stream of task `b` routes, at every conv (the stem, each block conv, and each
-    shortcut with the mask of its block's last conv), `M_b * BN_b(backup(x)) + (1 - M_b) *
-    BN(main(x))`, then applies the current training mask and the main activation and pooling.
+    shortcut: with its own mask, or with its block's last conv's where shortcuts are not masked),
+    `M_b * BN_b(backup(x)) + (1 - M_b) * BN(main(x))`, then applies the current training mask and
+    the main activation and pooling.
     """
 
     original_backbone_class = ResNetBase
@@ -38,8 +47,11 @@ class AmnesiacHATResNetBase(AmnesiacHATBackbone, HATMaskResNetBase):
         batch_normalization: str | None = None,
         bias: bool = False,
         disable_unlearning: bool = False,
+        *,
+        mask_shortcuts: bool = True,
         **kwargs: Any,
     ) -> None:
+        """`mask_shortcuts`: as `HATMaskResNetBase`'s (False: CLArena's unmasked shortcuts)."""
         batch_normalization = hat_batch_normalization(batch_normalization_argument(batch_normalization, None, kwargs))
         super().__init__(
             input_channels=input_channels,
@@ -53,6 +65,7 @@ class AmnesiacHATResNetBase(AmnesiacHATBackbone, HATMaskResNetBase):
             batch_normalization=batch_normalization,
             bias=bias,
             disable_unlearning=disable_unlearning,
+            mask_shortcuts=mask_shortcuts,
             **kwargs,
         )
         if not disable_unlearning:
@@ -139,15 +152,64 @@ def _routed(
     return route(backup_mask, backup_out, main_out)
 
 
-AmnesiacHATResNetVariant = depth_variant(AmnesiacHATResNetBase, "An AmnesiacHAT ResNet of the class's `depth`.")
+class AmnesiacHATResNet(AmnesiacHATResNetBase):
+    """An AmnesiacHAT ResNet of the depth its class's `layout` gives: the family of `AmnesiacHATResNet18` ... `152`."""
+
+    def __init__(
+        self,
+        input_channels: int,
+        output_dim: int,
+        gate: str,
+        activation_layer: type[nn.Module] | None = nn.ReLU,
+        batch_normalization: str | None = None,
+        bias: bool = False,
+        pretrained_weights: str | None = None,
+        disable_unlearning: bool = False,
+        *,
+        mask_shortcuts: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        """`pretrained_weights`: torchvision's ImageNet conv weights (ResNet-18 only; no BatchNorm statistics)."""
+        super().__init__(
+            input_channels,
+            *self.architecture(),
+            output_dim,
+            gate,
+            activation_layer,
+            batch_normalization,
+            bias,
+            disable_unlearning,
+            mask_shortcuts=mask_shortcuts,
+            **kwargs,
+        )
+        self._load_torchvision_weights(pretrained_weights)
 
 
-(
-    AmnesiacHATResNet18,
-    AmnesiacHATResNet34,
-    AmnesiacHATResNet50,
-    AmnesiacHATResNet101,
-    AmnesiacHATResNet152,
-) = depth_variants(
-    "AmnesiacHATResNet", "AmnesiacHAT ResNet-{depth}.", __name__, lambda depth: (AmnesiacHATResNetVariant,)
-)
+class AmnesiacHATResNet18(AmnesiacHATResNet):
+    """AmnesiacHAT ResNet-18."""
+
+    layout = RESNET18_LAYOUT
+
+
+class AmnesiacHATResNet34(AmnesiacHATResNet):
+    """AmnesiacHAT ResNet-34."""
+
+    layout = RESNET34_LAYOUT
+
+
+class AmnesiacHATResNet50(AmnesiacHATResNet):
+    """AmnesiacHAT ResNet-50."""
+
+    layout = RESNET50_LAYOUT
+
+
+class AmnesiacHATResNet101(AmnesiacHATResNet):
+    """AmnesiacHAT ResNet-101."""
+
+    layout = RESNET101_LAYOUT
+
+
+class AmnesiacHATResNet152(AmnesiacHATResNet):
+    """AmnesiacHAT ResNet-152."""
+
+    layout = RESNET152_LAYOUT

@@ -1,22 +1,28 @@
 """`HATMaskBackbone`: unit masks gated from learnable task embeddings (HAT, AdaHAT, FG-AdaHAT)."""
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from clarena_backbones.backbones import state_hooks
+from clarena_backbones.backbones.adjustment_rates import AdjustmentRates
 from clarena_backbones.backbones.base import CLBackbone
 from clarena_backbones.backbones.stored_masks import StoredMasks
 from clarena_backbones.ops import (
+    adjustment_rate,
     foreach_compensate_embedding_grad_,
+    foreach_rate_sums,
     foreach_scale_grad_by_measure_,
     foreach_sigmoid_gate,
     parameter_measure,
 )
 from clarena_backbones.ops.checks import check_choice
-from clarena_backbones.ops.modes import ADJUSTMENT_RATES, AGGREGATION_MODES
+from clarena_backbones.ops.deprecation import renamed_keywords
+from clarena_backbones.ops.parameter_measure import AGGREGATIONS, RATES
 
 # 'masked' and 'unmasked' are accepted by CLArena's HAT algorithm and leave the embeddings as
 # they are (like 'last'); they are kept so those configs still run.
@@ -29,6 +35,19 @@ _EMBEDDING_INITS = {
     "masked": None,
     "unmasked": None,
 }
+
+
+# AdaHAT's `r`: one value for every layer, or one per layer name (floats or 0-d tensors).
+RateParameter = float | Tensor | Mapping[str, float | Tensor] | None
+
+
+def _tensors_as_floats(values: Sequence[Any]) -> list[Any]:
+    """`values` with each 0-d tensor read as a Python float (one device sync for all of them)."""
+    tensors = [value for value in values if isinstance(value, Tensor)]
+    if not tensors:
+        return list(values)
+    read = iter(torch.stack([tensor.detach().reshape(()) for tensor in tensors]).tolist())
+    return [next(read) if isinstance(value, Tensor) else value for value in values]
 
 
 def anneal_scale(s_max: float, batch_idx: int, num_batches: float) -> float:
@@ -191,7 +210,7 @@ class HATMaskBackbone(CLBackbone):
         'mean' = average of the two); a first layer broadcasts `m[layer]`. `bias_measure` is
         `m[layer]` itself.
         """
-        check_choice("aggregation_mode", aggregation_mode, AGGREGATION_MODES)
+        check_choice("aggregation_mode", aggregation_mode, AGGREGATIONS)
         layer = self.get_layer_by_name(layer_name)
         preceding = self.preceding_layer_name(layer_name)
         measure = neuron_wise_measure[layer_name]
@@ -199,38 +218,86 @@ class HATMaskBackbone(CLBackbone):
         weight_measure = parameter_measure(measure, preceding_measure, layer.weight.shape, aggregation_mode)
         return weight_measure, measure
 
+    @renamed_keywords(aggregation_mode="aggregation", mode="rate")
     def clip_grad_by_measure_(
-        self,
-        neuron_wise_measure: dict[str, Tensor],
-        aggregation_mode: str = "min",
-        mode: str = "hat",
-        alpha: float | None = None,
-        r: float | Mapping[str, float] | None = None,
+        self, neuron_wise_measure: Mapping[str, Tensor], aggregation: str = "min", rate: str = "hat",
+        alpha: float | None = None, r: RateParameter = None,
     ) -> None:
-        """Scale the gradients of every weighted layer in place by an adjustment rate of its measure.
+        """Scale the gradients of every weighted layer in place by the adjustment rate of its measure.
 
         Weight gradients use the parameter-wise measure (see `get_layer_measure_parameter_wise`),
-        bias gradients the layer's unit measure. Rates: 'hat' `1 - m`, 'hat_const_alpha'
-        `alpha*m + 1 - m`, 'adahat' `r / (m + r)` (`r` a float or a dict by layer name). This is
-        what CLArena's HAT and AdaHAT `clip_grad_by_adjustment` do, without building weight-sized
-        measure or rate tensors.
+        bias gradients the layer's unit measure; parameters without a gradient are skipped. Rates:
+        'hat' `1 - m`, 'hat_const_alpha' `alpha*m + 1 - m`, 'adahat' `r / (m + r)` (`r` one value
+        or a mapping by layer name). This is the step of HAT's and AdaHAT's
+        `clip_grad_by_adjustment`, in one native call without weight-sized measure or rate
+        tensors. (`aggregation` was `aggregation_mode` and `rate` was `mode`; the old keywords
+        still work, with a DeprecationWarning.)
         """
-        check_choice("aggregation_mode", aggregation_mode, AGGREGATION_MODES)
-        check_choice("mode", mode, ADJUSTMENT_RATES)
-        grads, a, b = [], [], []
-        rates = [] if isinstance(r, Mapping) else None if r is None else float(r)
-        for name, preceding_name, layer in self._adjustment_layers():
-            measure = neuron_wise_measure[name].to(layer.weight)
-            preceding = None if preceding_name is None else neuron_wise_measure[preceding_name].to(layer.weight)
+        grads, a, b, rates = [], [], [], []
+        for _, layer, measure, preceding, layer_r in self._layer_measures(neuron_wise_measure, r):
+            measure = measure.to(layer.weight)
+            preceding = None if preceding is None else preceding.to(layer.weight)
             for parameter, parameter_b in ((layer.weight, preceding), (layer.bias, None)):
                 if parameter is None or parameter.grad is None:
                     continue
                 grads.append(parameter.grad)
                 a.append(measure)
                 b.append(parameter_b)
-                if isinstance(r, Mapping):
-                    rates.append(float(r[name]))
-        foreach_scale_grad_by_measure_(grads, a, b, aggregation_mode, mode, alpha, rates)
+                rates.append(layer_r)
+        foreach_scale_grad_by_measure_(grads, a, b, aggregation, rate, alpha, rates)
+
+    def adjustment_rates(
+        self, neuron_wise_measure: Mapping[str, Tensor], aggregation: str = "min", rate: str = "hat",
+        alpha: float | None = None, r: RateParameter = None,
+    ) -> tuple[AdjustmentRates, AdjustmentRates]:
+        """The rates `clip_grad_by_measure_` scales by: `(weight rates, bias rates)` by layer name
+        (bias rates only for layers with a bias), each tensor built when first read."""
+        check_choice("aggregation", aggregation, AGGREGATIONS)
+        check_choice("rate", rate, RATES)
+        weight_rates, bias_rates = AdjustmentRates(), AdjustmentRates()
+        for name, layer, measure, preceding, layer_r in self._layer_measures(neuron_wise_measure, r):
+            rate_args = (aggregation, rate, alpha, layer_r)
+            weight_rates.add(name, partial(adjustment_rate, measure, preceding, layer.weight.shape, *rate_args))
+            if layer.bias is not None:
+                bias_rates.add(name, partial(adjustment_rate, measure, None, measure.shape, *rate_args))
+        return weight_rates, bias_rates
+
+    def network_capacity(
+        self, neuron_wise_measure: Mapping[str, Tensor], aggregation: str = "min", rate: str = "hat",
+        alpha: float | None = None, r: RateParameter = None,
+    ) -> Tensor:
+        """The mean adjustment rate over the weighted layers' parameters: CLArena's network capacity.
+
+        Every weight counts, and every output unit once (its bias rate) whether or not the layer
+        has a bias, as CLArena's capacity metric counts them: 1 when nothing is frozen, 0 when
+        everything is (for 'hat'). Summed by `ops.foreach_rate_sums`, without weight-sized
+        tensors except under 'mean' aggregation.
+        """
+        layers = self._layer_measures(neuron_wise_measure, r)
+        shapes = [layer.weight.shape for _, layer, _, _, _ in layers]
+        weight_sums, unit_sums = foreach_rate_sums(
+            [measure for _, _, measure, _, _ in layers], [preceding for _, _, _, preceding, _ in layers], shapes,
+            aggregation, rate, alpha, [layer_r for *_, layer_r in layers],
+        )  # fmt: skip
+        return (weight_sums + unit_sums).sum() / sum(math.prod(shape) + shape[0] for shape in shapes)
+
+    def _layer_measures(
+        self, neuron_wise_measure: Mapping[str, Tensor], r: RateParameter
+    ) -> list[tuple[str, nn.Module, Tensor, Tensor | None, float | None]]:
+        """`(name, layer, measure, preceding layer's measure or None, r)` of every weighted layer.
+
+        `r` is one value for all layers or a mapping by layer name; tensors in it are read with
+        one device sync for all of them.
+        """
+        layers = self._adjustment_layers()
+        if isinstance(r, Mapping):
+            layer_rs = _tensors_as_floats([r[name] for name, _, _ in layers])
+        else:
+            layer_rs = _tensors_as_floats([r]) * len(layers)
+        return [
+            (name, layer, neuron_wise_measure[name], None if preceding is None else neuron_wise_measure[preceding], layer_r)
+            for (name, preceding, layer), layer_r in zip(layers, layer_rs)
+        ]
 
     def _adjustment_layers(self) -> list[tuple[str, str | None, nn.Module]]:
         """(name, preceding layer's name, layer) of every weighted layer (cached with the layers)."""

@@ -9,7 +9,8 @@ A shortcut conv (`identity_downsample`) is a weighted layer too, named `<block>/
 and listed after its block's convs: it has a task embedding and a unit mask (on its output,
 before the residual add), so HAT's gradient adjustment protects it like every other conv (in
 CLArena it was neither masked nor adjusted, and a later task overwrote it). It reads the block's
-input, so its preceding layer is that of the block's first conv.
+input, so its preceding layer is that of the block's first conv. `mask_shortcuts=False` builds
+CLArena's network instead: shortcuts that are plain, unmasked convs outside the weighted layers.
 """
 
 from typing import Any
@@ -21,14 +22,18 @@ from clarena_backbones.backbones.base import activate
 from clarena_backbones.backbones.hat_mask_backbone import HATMaskBackbone
 from clarena_backbones.backbones.independent_bn import IndependentBatchNorm
 from clarena_backbones.backbones.resnet import (
+    RESNET18_LAYOUT,
+    RESNET34_LAYOUT,
+    RESNET50_LAYOUT,
+    RESNET101_LAYOUT,
+    RESNET152_LAYOUT,
     ConvCall,
     ResNetBase,
     ResNetBlockLarge,
     ResNetBlockSmall,
     ResNetFamily,
-    depth_variant,
-    depth_variants,
 )
+from clarena_backbones.ops.checks import check_choice
 
 
 class _PrecedingTable:
@@ -56,9 +61,15 @@ class _HATMaskBlock(_PrecedingTable, IndependentBatchNorm, HATMaskBackbone):
         activation_layer: type[nn.Module] | None = nn.ReLU,
         batch_normalization: str | None = None,
         bias: bool = False,
+        *,
+        mask_shortcuts: bool = True,
         **kwargs: Any,
     ) -> None:
-        """`batch_normalization`: None, 'shared' or 'independent' (as `HATMaskMLP`)."""
+        """`batch_normalization`: None, 'shared' or 'independent' (as `HATMaskMLP`).
+
+        `mask_shortcuts`: whether the shortcut conv is a weighted layer with its own embedding and
+        mask (False: CLArena's plain, unmasked shortcut).
+        """
         batch_normalization = hat_batch_normalization(batch_normalization_argument(batch_normalization, None, kwargs))
         super().__init__(
             output_dim=None,
@@ -77,6 +88,10 @@ class _HATMaskBlock(_PrecedingTable, IndependentBatchNorm, HATMaskBackbone):
             self.task_embedding_t[name] = nn.Embedding(1, self._modules[f"conv{number}"].out_channels)
         self.batch_normalization = batch_normalization
         self._setup_independent_bn(tuple(f"conv_bn{number}" for number in range(1, len(self.weighted_layer_names) + 1)))
+        check_choice("mask_shortcuts", mask_shortcuts, (True, False))
+        self.mask_shortcuts = mask_shortcuts
+        if not mask_shortcuts:
+            self.shortcut_layer_name = None  # not a weighted layer: no embedding, no mask, no activation
         if self.shortcut_layer_name is not None:
             self.weighted_layer_names.append(self.shortcut_layer_name)
             self.task_embedding_t[self.shortcut_layer_name] = nn.Embedding(1, self.identity_downsample.out_channels)
@@ -130,8 +145,12 @@ class HATMaskResNetBase(_PrecedingTable, IndependentBatchNorm, HATMaskBackbone, 
         activation_layer: type[nn.Module] | None = nn.ReLU,
         batch_normalization: str | None = None,
         bias: bool = False,
+        *,
+        mask_shortcuts: bool = True,
         **kwargs: Any,
     ) -> None:
+        """`mask_shortcuts`: whether the shortcut convs are weighted layers with their own embedding
+        and mask; False builds CLArena's network, whose shortcuts every task trains."""
         batch_normalization = hat_batch_normalization(batch_normalization_argument(batch_normalization, None, kwargs))
         super().__init__(
             input_channels=input_channels,
@@ -144,9 +163,14 @@ class HATMaskResNetBase(_PrecedingTable, IndependentBatchNorm, HATMaskBackbone, 
             activation_layer=activation_layer,
             batch_normalization=bool(batch_normalization),
             bias=bias,
-            block_arguments={"gate": gate, "batch_normalization": batch_normalization},
+            block_arguments={
+                "gate": gate,
+                "batch_normalization": batch_normalization,
+                "mask_shortcuts": mask_shortcuts,
+            },
             **kwargs,
         )
+        self.mask_shortcuts = mask_shortcuts
         self.batch_normalization = self.batch_normalization_mode = batch_normalization
         self.update_multiple_blocks_task_embedding()
         self.task_embedding_t["conv1"] = nn.Embedding(1, self.conv1.out_channels)
@@ -159,6 +183,16 @@ class HATMaskResNetBase(_PrecedingTable, IndependentBatchNorm, HATMaskBackbone, 
     def shortcut_embedding_sources(self) -> dict[str, str]:
         """Shortcut layer name -> the layer whose embedding a CLArena checkpoint's shortcut takes."""
         return {name: source for block in self._blocks for name, source in block.shortcut_embedding_sources().items()}
+
+    def _load_stored_mask_state(self, stored: dict[str, Tensor]) -> None:
+        # A checkpoint saved with `mask_shortcuts=False` stores no shortcut masks: each shortcut
+        # takes its block's last-conv mask, as it takes that embedding, so every stored task
+        # computes what it computed there (binary masks: m * (conv + m * shortcut) = m * (conv + shortcut)).
+        for task_id in {key.split(".", 1)[0] for key in stored}:
+            for shortcut, source in self.shortcut_embedding_sources().items():
+                if f"{task_id}.{shortcut}" not in stored and f"{task_id}.{source}" in stored:
+                    stored[f"{task_id}.{shortcut}"] = stored[f"{task_id}.{source}"]
+        super()._load_stored_mask_state(stored)
 
     def update_multiple_blocks_task_embedding(self) -> None:
         """Put every block's embedding modules (shared, not copied) in the outer `task_embedding_t`."""
@@ -205,18 +239,71 @@ def _preceding_names(blocks: list[_HATMaskBlock], feed: str | None) -> dict[str,
 
 
 def _add_shortcut_embeddings(module: HATMaskBackbone, state_dict: dict, prefix: str, *args: Any) -> None:
-    # A CLArena checkpoint has no shortcut embeddings. Each takes its block's last-conv embedding:
-    # that conv's mask gates the sum the shortcut joins, so with binary masks the network computes
-    # exactly what CLArena's did.
+    # A CLArena checkpoint (or one saved with `mask_shortcuts=False`) has no shortcut embeddings.
+    # Each takes its block's last-conv embedding: that conv's mask gates the sum the shortcut
+    # joins, so with binary masks the network computes exactly what CLArena's did.
     head = prefix + "task_embedding_t."
     for shortcut, source in module.shortcut_embedding_sources().items():
         if head + source + ".weight" in state_dict and head + shortcut + ".weight" not in state_dict:
             state_dict[head + shortcut + ".weight"] = state_dict[head + source + ".weight"].clone()
 
 
-HATMaskResNetVariant = depth_variant(HATMaskResNetBase, "A HAT-masked ResNet of the class's `depth`.")
+class HATMaskResNet(HATMaskResNetBase):
+    """A HAT-masked ResNet of the depth its class's `layout` gives: the family of `HATMaskResNet18` ... `152`."""
+
+    def __init__(
+        self,
+        input_channels: int,
+        output_dim: int,
+        gate: str,
+        activation_layer: type[nn.Module] | None = nn.ReLU,
+        batch_normalization: str | None = None,
+        bias: bool = False,
+        pretrained_weights: str | None = None,
+        *,
+        mask_shortcuts: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        """`pretrained_weights`: torchvision's ImageNet conv weights (ResNet-18 only; no BatchNorm statistics)."""
+        super().__init__(
+            input_channels,
+            *self.architecture(),
+            output_dim,
+            gate,
+            activation_layer,
+            batch_normalization,
+            bias,
+            mask_shortcuts=mask_shortcuts,
+            **kwargs,
+        )
+        self._load_torchvision_weights(pretrained_weights)
 
 
-HATMaskResNet18, HATMaskResNet34, HATMaskResNet50, HATMaskResNet101, HATMaskResNet152 = depth_variants(
-    "HATMaskResNet", "HAT-masked ResNet-{depth}.", __name__, lambda depth: (HATMaskResNetVariant,)
-)
+class HATMaskResNet18(HATMaskResNet):
+    """HAT-masked ResNet-18."""
+
+    layout = RESNET18_LAYOUT
+
+
+class HATMaskResNet34(HATMaskResNet):
+    """HAT-masked ResNet-34."""
+
+    layout = RESNET34_LAYOUT
+
+
+class HATMaskResNet50(HATMaskResNet):
+    """HAT-masked ResNet-50."""
+
+    layout = RESNET50_LAYOUT
+
+
+class HATMaskResNet101(HATMaskResNet):
+    """HAT-masked ResNet-101."""
+
+    layout = RESNET101_LAYOUT
+
+
+class HATMaskResNet152(HATMaskResNet):
+    """HAT-masked ResNet-152."""
+
+    layout = RESNET152_LAYOUT

@@ -2,15 +2,18 @@
 
 The layout is CLArena's: an ImageNet stem (7x7 stride-2 conv, 3x3 max-pool), four stages
 `conv2x..conv5x` of blocks whose stride sits on the 3x3 conv (`conv2`), no BatchNorm on the
-1x1 shortcut convs (`identity_downsample`, weighted layers of the HAT and WSN ResNets only),
-global average pooling and no fully connected layer.
+1x1 shortcut convs (`identity_downsample`: weighted layers of the WSN ResNets and, unless
+`mask_shortcuts=False`, of the HAT ones), global average pooling and no fully connected layer.
+
+Every family of ResNets (plain, HAT, AmnesiacHAT, WSN) has a `*Base` class that takes the
+architecture as arguments, a family class (`ResNet`, `HATMaskResNet`, ...) whose `__init__` has
+the signature of its depth classes, and one class per depth that sets only `layout`.
 """
 
-import inspect
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from torch import Tensor, nn
 
@@ -21,13 +24,28 @@ from clarena_backbones.backbones.independent_bn import SharedBatchNorm
 STAGE_NAMES = ("conv2x", "conv3x", "conv4x", "conv5x")
 STAGE_STRIDES = (1, 2, 2, 2)
 STAGE_CHANNELS = (64, 128, 256, 512)
-# depth -> (bottleneck blocks?, blocks per stage)
-DEPTHS: dict[int, tuple[bool, tuple[int, int, int, int]]] = {
-    18: (False, (2, 2, 2, 2)),
-    34: (False, (3, 4, 6, 3)),
-    50: (True, (3, 4, 6, 3)),
-    101: (True, (3, 4, 23, 3)),
-    152: (True, (3, 8, 36, 3)),
+
+
+class ResNetLayout(NamedTuple):
+    """The blocks of one ResNet depth: which block type, and how many in each stage."""
+
+    bottleneck: bool  # bottleneck blocks (three convs), or basic blocks (two)
+    building_block_nums: tuple[int, int, int, int]
+
+    @property
+    def depth(self) -> int:
+        """The depth in the ResNet paper's count: the stem conv, every block conv and the classifier."""
+        return 2 + (3 if self.bottleneck else 2) * sum(self.building_block_nums)
+
+
+RESNET18_LAYOUT = ResNetLayout(bottleneck=False, building_block_nums=(2, 2, 2, 2))
+RESNET34_LAYOUT = ResNetLayout(bottleneck=False, building_block_nums=(3, 4, 6, 3))
+RESNET50_LAYOUT = ResNetLayout(bottleneck=True, building_block_nums=(3, 4, 6, 3))
+RESNET101_LAYOUT = ResNetLayout(bottleneck=True, building_block_nums=(3, 4, 23, 3))
+RESNET152_LAYOUT = ResNetLayout(bottleneck=True, building_block_nums=(3, 8, 36, 3))
+DEPTHS = {
+    layout.depth: layout
+    for layout in (RESNET18_LAYOUT, RESNET34_LAYOUT, RESNET50_LAYOUT, RESNET101_LAYOUT, RESNET152_LAYOUT)
 }
 _ORDINALS = ("1st", "2nd", "3rd")
 
@@ -79,7 +97,8 @@ class _ResNetBlock(SharedBatchNorm, Backbone):
             if preceding_output_channels != output_channels or overall_stride != 1
             else None
         )
-        # a weighted layer of the HAT and WSN ResNets only (CLArena's plain ResNets keep its layer list)
+        # a weighted layer of the WSN ResNets and of the HAT ones that mask their shortcuts (which
+        # set it to None otherwise); CLArena's plain ResNets keep its layer list
         self.shortcut_layer_name: str | None = (
             None if self.identity_downsample is None else f"{self._layer_name_prefix}identity_downsample"
         )
@@ -125,7 +144,7 @@ class _ResNetBlock(SharedBatchNorm, Backbone):
             x = activate(x, None if masks is None else masks[name], modules.get(activation_attribute))
             activations[name] = x
         if self.shortcut_layer_name is not None and (masks is not None or conv_call is not None):
-            # a weighted layer of the HAT and WSN ResNets, so it has an activation (FG-AdaHAT reads it)
+            # a weighted layer of the masked ResNets, so it has an activation (FG-AdaHAT reads it)
             activations[self.shortcut_layer_name] = identity
         return x, activations
 
@@ -139,6 +158,11 @@ class _ResNetBlock(SharedBatchNorm, Backbone):
     def forward(self, input: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Return `(output_feature_map, activations)`."""
         return self._run(input, self.get_bn(None, None))
+
+
+# `ResNetBase`'s architecture arguments, in its order: block type, blocks per stage, and each
+# stage's preceding output channels and input channels
+Architecture = tuple[type[_ResNetBlock], tuple[int, ...], tuple[int, ...], tuple[int, ...]]
 
 
 class ResNetBlockSmall(_ResNetBlock):
@@ -176,25 +200,19 @@ class ResNetFamily:
     def block(self, bottleneck: bool) -> type[_ResNetBlock]:
         return self.bottleneck_block if bottleneck else self.basic_block
 
-    def architecture(self, depth: int) -> dict[str, Any]:
-        """`ResNetBase` arguments of the family's `depth`-layer ResNet."""
-        bottleneck, nums = DEPTHS[depth]
-        expansion = 4 if bottleneck else 1
-        return {
-            "building_block_type": self.block(bottleneck),
-            "building_block_nums": nums,
-            "building_block_preceding_output_channels": (64, *(c * expansion for c in STAGE_CHANNELS[:3])),
-            "building_block_input_channels": STAGE_CHANNELS,
-        }
-
-    def load_pretrained(self, backbone: nn.Module, depth: int, pretrained_weights: str | None) -> None:
-        load_pretrained(backbone, depth, pretrained_weights, self.pretrained_batch_norm)
+    def architecture(self, layout: ResNetLayout) -> Architecture:
+        """The architecture arguments of the family's ResNet of `layout`."""
+        expansion = 4 if layout.bottleneck else 1
+        preceding_output_channels = (64, *(channels * expansion for channels in STAGE_CHANNELS[:3]))
+        return self.block(layout.bottleneck), layout.building_block_nums, preceding_output_channels, STAGE_CHANNELS
 
 
 class ResNetBase(SharedBatchNorm, Backbone):
     """A ResNet given its block type, blocks per stage and channel widths."""
 
     family: ClassVar[ResNetFamily] = ResNetFamily(ResNetBlockSmall, ResNetBlockLarge, pretrained_batch_norm=True)
+    # the blocks of a class of one depth (ResNet18, HATMaskResNet50, ...); None on the others
+    layout: ClassVar[ResNetLayout | None] = None
 
     def __init__(
         self,
@@ -244,6 +262,21 @@ class ResNetBase(SharedBatchNorm, Backbone):
             setattr(self, name, blocks)
         self.avepool = nn.AdaptiveAvgPool2d((1, 1))
         self._blocks: list[_ResNetBlock] = [block for name in STAGE_NAMES for block in getattr(self, name)]
+
+    @classmethod
+    def architecture(cls) -> Architecture:
+        """The architecture arguments of a class of one depth (its family's blocks in its `layout`),
+        which `__init__` takes after `input_channels`."""
+        if cls.layout is None:
+            raise TypeError(
+                f"{cls.__name__} has no `layout`: build one of its depth classes (18, 34, 50, 101 or 152 "
+                "layers), or give the architecture arguments to its family's *Base class"
+            )
+        return cls.family.architecture(cls.layout)
+
+    def _load_torchvision_weights(self, pretrained_weights: str | None) -> None:
+        """Load torchvision's ImageNet weights named `pretrained_weights` (None: none) into a class of one depth."""
+        load_pretrained(self, self.layout.depth, pretrained_weights, self.family.pretrained_batch_norm)
 
     def _multiple_blocks(
         self,
@@ -359,86 +392,76 @@ def load_pretrained(backbone: nn.Module, depth: int, pretrained_weights: str | N
     backbone.load_state_dict(converted, strict=False)
 
 
-# ResNetBase arguments a depth variant's `depth` gives
-ARCHITECTURE_ARGUMENTS = (
-    "building_block_type",
-    "building_block_nums",
-    "building_block_preceding_output_channels",
-    "building_block_input_channels",
-)
+# ------------------------------------------------------------------------------ one class per depth
+class ResNet(ResNetBase):
+    """A ResNet of the depth its class's `layout` gives: the family of `ResNet18` ... `ResNet152`."""
 
-
-def depth_variant(base: type[ResNetBase], doc: str) -> type[ResNetBase]:
-    """The class `<base without Base>Variant` of `base`'s ResNets of a fixed depth (the class's `depth`).
-
-    Its constructor takes `base`'s arguments, in `base`'s order, without the architecture ones its
-    depth gives and without keyword-only construction details; a family with torchvision weights
-    also takes `pretrained_weights` after `bias`, where CLArena has it. Built from `base`'s
-    signature, so a family states its arguments once; `inspect.signature` shows the result.
-    """
-    parameters = []
-    for parameter in inspect.signature(base.__init__).parameters.values():
-        if parameter.name in ARCHITECTURE_ARGUMENTS or parameter.kind is inspect.Parameter.KEYWORD_ONLY:
-            continue
-        parameters.append(parameter)
-        if parameter.name == "bias" and base.family.pretrained_batch_norm is not None:
-            parameters.append(
-                inspect.Parameter(
-                    "pretrained_weights", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=str | None
-                )
-            )
-    signature = inspect.Signature(parameters, return_annotation=None)
-    var_keyword = next(p.name for p in parameters if p.kind is inspect.Parameter.VAR_KEYWORD)
-
-    def __init__(self: ResNetBase, *args: Any, **kwargs: Any) -> None:
-        """`pretrained_weights`: torchvision weights name, ResNet-18 only."""
-        arguments = signature.bind(self, *args, **kwargs).arguments
-        del arguments["self"]
-        extra = arguments.pop(var_keyword, {})
-        pretrained_weights = arguments.pop("pretrained_weights", None)
-        super(variant, self).__init__(**arguments, **self.family.architecture(self.depth), **extra)
-        self.family.load_pretrained(self, self.depth, pretrained_weights)
-
-    __init__.__signature__ = signature  # type: ignore[attr-defined]
-    name = base.__name__.removesuffix("Base") + "Variant"
-    variant = type(name, (base,), {"__init__": __init__, "__doc__": doc, "__module__": base.__module__})
-    __init__.__qualname__ = f"{name}.__init__"
-    return variant
-
-
-def depth_variants(
-    name_prefix: str, doc: str, module: str, bases: Callable[[int], tuple[type, ...]]
-) -> tuple[type, ...]:
-    """The classes `<name_prefix>18, ..., <name_prefix>152`, one per depth, built on `bases(depth)`.
-
-    `doc` is their docstring with `{depth}` for the depth.
-
-    They differ only by the class attribute `depth`, so they are made here rather than spelled out.
-    """
-    return tuple(
-        type(
-            f"{name_prefix}{depth}",
-            bases(depth),
-            {
-                "depth": depth,
-                "__module__": module,
-                "__qualname__": f"{name_prefix}{depth}",
-                "__doc__": doc.format(depth=depth),
-            },
+    def __init__(
+        self,
+        input_channels: int,
+        output_dim: int,
+        activation_layer: type[nn.Module] | None = nn.ReLU,
+        batch_normalization: bool = True,
+        bias: bool = False,
+        pretrained_weights: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """`pretrained_weights`: torchvision's ImageNet weights, e.g. 'IMAGENET1K_V1' (ResNet-18 only)."""
+        super().__init__(
+            input_channels, *self.architecture(), output_dim, activation_layer, batch_normalization, bias, **kwargs
         )
-        for depth in DEPTHS
-    )
+        self._load_torchvision_weights(pretrained_weights)
 
 
-ResNetVariant = depth_variant(ResNetBase, "A ResNet of the class's `depth` (18, 34, 50, 101 or 152).")
-ResNet18, ResNet34, ResNet50, ResNet101, ResNet152 = depth_variants(
-    "ResNet", "ResNet-{depth}.", __name__, lambda depth: (ResNetVariant,)
-)
-_PLAIN = dict(zip(DEPTHS, (ResNet18, ResNet34, ResNet50, ResNet101, ResNet152)))
-CLResNet18, CLResNet34, CLResNet50, CLResNet101, CLResNet152 = depth_variants(
-    "CLResNet", "ResNet-{depth} for continual learning (one network shared by every task).", __name__,
-    lambda depth: (TaskIdForward, _PLAIN[depth], CLBackbone),
-)  # fmt: skip
+class ResNet18(ResNet):
+    """ResNet-18: basic blocks, 2 in each stage."""
+
+    layout = RESNET18_LAYOUT
+
+
+class ResNet34(ResNet):
+    """ResNet-34: basic blocks, 3, 4, 6 and 3 in the stages."""
+
+    layout = RESNET34_LAYOUT
+
+
+class ResNet50(ResNet):
+    """ResNet-50: bottleneck blocks, 3, 4, 6 and 3 in the stages."""
+
+    layout = RESNET50_LAYOUT
+
+
+class ResNet101(ResNet):
+    """ResNet-101: bottleneck blocks, 3, 4, 23 and 3 in the stages."""
+
+    layout = RESNET101_LAYOUT
+
+
+class ResNet152(ResNet):
+    """ResNet-152: bottleneck blocks, 3, 8, 36 and 3 in the stages."""
+
+    layout = RESNET152_LAYOUT
+
+
+# `forward` takes (and ignores) CLArena's `task_id`; one network serves every task
+class CLResNet18(TaskIdForward, ResNet18, CLBackbone):
+    """ResNet-18 for continual learning."""
+
+
+class CLResNet34(TaskIdForward, ResNet34, CLBackbone):
+    """ResNet-34 for continual learning."""
+
+
+class CLResNet50(TaskIdForward, ResNet50, CLBackbone):
+    """ResNet-50 for continual learning."""
+
+
+class CLResNet101(TaskIdForward, ResNet101, CLBackbone):
+    """ResNet-101 for continual learning."""
+
+
+class CLResNet152(TaskIdForward, ResNet152, CLBackbone):
+    """ResNet-152 for continual learning."""
 
 
 def __getattr__(name: str) -> Any:

@@ -1,7 +1,7 @@
 """`WSNMaskBackbone`: parameter masks selected from learnable scores (WSN, Winning SubNetworks)."""
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -12,12 +12,14 @@ from torch import Tensor, nn
 from clarena_backbones.backbones import state_hooks
 from clarena_backbones.backbones.base import CLBackbone
 from clarena_backbones.backbones.stored_masks import StoredMasks
-from clarena_backbones.ops import masked_conv2d, masked_linear, masked_weight, native, pack_mask, percentile_mask, unpack_mask
+from clarena_backbones.ops import masked_weight, native, pack_mask, percentile_mask, unpack_mask
 from clarena_backbones.ops.checks import check_choice, check_fraction
+from clarena_backbones.ops.masked_weight import score_masked_parameters
 from clarena_backbones.ops.percentile_mask import forget_thresholds_, percentile_masks, percentile_masks_state
 
 WeightMasks = dict[str, Tensor]
 BiasMasks = dict[str, Tensor | None]
+MaskedParameters = dict[str, tuple[Tensor, Tensor | None]]  # layer name -> masked weight and bias
 SCORE_INIT_MODES = ("default", "N01", "U01")
 
 
@@ -149,15 +151,55 @@ class WSNMaskBackbone(CLBackbone):
     # ----------------------------------------------------------------------------------- masks
     def _score_masks(self, mask_percentage: float) -> tuple[WeightMasks, BiasMasks]:
         """Masks from the current scores; no bias mask (None) for a layer without bias."""
-        check_fraction("mask_percentage", mask_percentage)
+        keep = self._keep(mask_percentage)
+        names, with_bias, scores, _ = self._scored_parameters()
+        masks = self._gate_call(mask_percentage, lambda: percentile_masks(scores, keep, self.gate_state))
+        return self._mask_dicts(names, with_bias, masks)
+
+    def _score_masked_parameters(self, mask_percentage: float) -> tuple[WeightMasks, BiasMasks, MaskedParameters]:
+        """The masks of `_score_masks` and every layer's masked weight and bias (None without bias).
+
+        The training forward's masking of every layer in one call (natively one autograd node).
+        """
+        keep = self._keep(mask_percentage)
+        names, with_bias, scores, parameters = self._scored_parameters()
+        masks, masked = self._gate_call(
+            mask_percentage, lambda: score_masked_parameters(scores, parameters, keep, self.gate_state)
+        )
+        masked_bias = dict.fromkeys(names)
+        masked_bias.update(zip(with_bias, masked[len(names) :]))
+        return (*self._mask_dicts(names, with_bias, masks), {name: (w, masked_bias[name]) for name, w in zip(names, masked)})
+
+    def _scored_parameters(self) -> tuple[list[str], list[str], list[Tensor], list[Tensor]]:
+        """Layer names, those with a bias, and the scores and parameters of the gate, weights first.
+
+        Also gives the gate a state with one row per score tensor on their device."""
         layers = self.named_weighted_layers()
         names = [name for name, _ in layers]
         with_bias = [name for name, layer in layers if layer.bias is not None]
         scores = [self.weight_score_t[name].weight for name in names]
         scores += [self.bias_score_t[name].weight.view(-1) for name in with_bias]
+        parameters = [layer.weight for _, layer in layers] + [layer.bias for _, layer in layers if layer.bias is not None]
         if self.gate_state is None or self.gate_state.device != scores[0].device or len(self.gate_state) != len(scores):
             self.gate_state = percentile_masks_state(len(scores), scores[0].device)
-        masks = percentile_masks(scores, mask_percentage, self.gate_state)
+        return names, with_bias, scores, parameters
+
+    @staticmethod
+    def _keep(mask_percentage: float) -> float:
+        """A float goes to the gate's kernel, which checks its range; anything else is checked here."""
+        return mask_percentage if type(mask_percentage) is float else check_fraction("mask_percentage", mask_percentage)
+
+    @staticmethod
+    def _gate_call(mask_percentage: float, call: Callable[[], Any]) -> Any:
+        """`call()`; if the gate refuses the fraction, the error names `mask_percentage`."""
+        try:
+            return call()
+        except ValueError:
+            check_fraction("mask_percentage", mask_percentage)
+            raise
+
+    @staticmethod
+    def _mask_dicts(names: list[str], with_bias: list[str], masks: list[Tensor]) -> tuple[WeightMasks, BiasMasks]:
         weight_mask: WeightMasks = dict(zip(names, masks))
         bias_mask: BiasMasks = dict.fromkeys(names)
         bias_mask.update(zip(with_bias, masks[len(names) :]))
@@ -178,6 +220,9 @@ class WSNMaskBackbone(CLBackbone):
         check_choice("stage", stage, self.STAGES)
         if stage != "test":
             return self._score_masks(mask_percentage)
+        return self._test_masks(test_mask)
+
+    def _test_masks(self, test_mask: tuple[WeightMasks, BiasMasks] | int | None) -> tuple[WeightMasks, BiasMasks]:
         if isinstance(test_mask, int) and not isinstance(test_mask, bool):
             if test_mask not in self.masks:
                 raise KeyError(f"No stored mask for task {test_mask}; stored tasks: {sorted(self.masks)}.")
@@ -214,31 +259,41 @@ class WSNMaskBackbone(CLBackbone):
         )
         return weight_mask, bias_mask
 
-    # ------------------------------------------------------------------------- masked layers
-    def _masked_layer(
-        self, name: str, layer: nn.Module, x: Tensor, weight_mask: WeightMasks, bias_mask: BiasMasks, test: bool
-    ) -> Tensor:
-        """Run Linear/Conv2d `layer` on `x` with its parameters masked.
+    # --------------------------------------------------------------------- gradient masking
+    @torch.no_grad()
+    def clip_grad_by_mask_(self, weight_mask: Mapping[str, Tensor], bias_mask: Mapping[str, Tensor | None]) -> None:
+        """Zero the gradients of the parameters that `(weight_mask, bias_mask)` marks with 1.
 
-        Test-stage masks never change, so without autograd the masked parameters are computed once
-        and reused until the weight changes (its version) or another mask is given.
+        WSN's step between `backward()` and the optimizer step, with the union of the earlier
+        tasks' subnetworks as the masks (CLArena's cumulative masks, float 0/1 and shaped like
+        each weight and bias; None for a layer without a bias mask): `grad *= 1 - M`, computed as
+        `grad -= grad * M` in one multi-tensor op over all layers, so no weight-sized `1 - M` is
+        built. Parameters without a gradient are skipped.
         """
-        layer_weight_mask, layer_bias_mask = weight_mask[name], bias_mask.get(name)
-        if test:
-            weight, bias = self._test_parameters(name, layer, layer_weight_mask, layer_bias_mask)
-            if isinstance(layer, nn.Conv2d):
-                return layer._conv_forward(x, weight, bias)
-            return F.linear(x, weight, bias)
+        grads, masks = [], []
+        for name, layer in self.named_weighted_layers():
+            for parameter, mask in ((layer.weight, weight_mask[name]), (layer.bias, bias_mask.get(name))):
+                if parameter is not None and mask is not None and parameter.grad is not None:
+                    grads.append(parameter.grad)
+                    masks.append(mask)
+        if grads:
+            torch._foreach_addcmul_(grads, grads, masks, value=-1)
+
+    # ------------------------------------------------------------------------- masked layers
+    @staticmethod
+    def _masked_layer(name: str, layer: nn.Module, x: Tensor, parameters: MaskedParameters) -> Tensor:
+        """Run Linear/Conv2d `layer` on `x` with its masked weight and bias from `parameters`."""
+        weight, bias = parameters[name]
         if isinstance(layer, nn.Conv2d):
-            return masked_conv2d(
-                x, layer.weight, layer.bias, layer_weight_mask, layer_bias_mask,
-                layer.stride, layer.padding, layer.dilation, layer.groups,
-            )  # fmt: skip
-        return masked_linear(x, layer.weight, layer.bias, layer_weight_mask, layer_bias_mask)
+            return layer._conv_forward(x, weight, bias)
+        return F.linear(x, weight, bias)
 
     def _test_parameters(
         self, name: str, layer: nn.Module, weight_mask: Tensor, bias_mask: Tensor | None
     ) -> tuple[Tensor, Tensor | None]:
+        """The test stage's masked weight and bias of `layer`. Test-stage masks never change, so
+        without autograd they are computed once and reused until the weight changes (its version)
+        or another mask is given."""
         # the reference path recomputes, as CLArena does, so benchmarks compare like with like
         reuse = not torch.is_grad_enabled() and native.runs_native(layer.weight)
         entry = self._test_cache.get(name) if reuse else None
@@ -286,9 +341,17 @@ class WSNMaskBackbone(CLBackbone):
         mask_percentage: float,
         test_mask: tuple[WeightMasks, BiasMasks] | int | None = None,
     ) -> tuple[Tensor, WeightMasks, BiasMasks, dict[str, Tensor]]:
-        """Return `(output_feature, weight_mask, bias_mask, activations)` (masks from `get_mask`)."""
-        weight_mask, bias_mask = self.get_mask(stage, mask_percentage, test_mask)
-        layer_call = partial(self._masked_layer, weight_mask=weight_mask, bias_mask=bias_mask, test=stage == "test")
+        """Return `(output_feature, weight_mask, bias_mask, activations)` (masks as from `get_mask`)."""
+        check_choice("stage", stage, self.STAGES)
+        if stage == "test":
+            weight_mask, bias_mask = self._test_masks(test_mask)
+            parameters = {
+                name: self._test_parameters(name, layer, weight_mask[name], bias_mask.get(name))
+                for name, layer in self.named_weighted_layers()
+            }
+        else:
+            weight_mask, bias_mask, parameters = self._score_masked_parameters(mask_percentage)
+        layer_call = partial(self._masked_layer, parameters=parameters)
         feature, activations = self._forward_with_layer_call(input, stage, layer_call)
         return feature, weight_mask, bias_mask, activations
 

@@ -13,13 +13,16 @@ from torch import Tensor, nn
 
 from clarena_backbones.backbones.arguments import batch_normalization_argument
 from clarena_backbones.backbones.resnet import (
+    RESNET18_LAYOUT,
+    RESNET34_LAYOUT,
+    RESNET50_LAYOUT,
+    RESNET101_LAYOUT,
+    RESNET152_LAYOUT,
     ConvCall,
     ResNetBase,
     ResNetBlockLarge,
     ResNetBlockSmall,
     ResNetFamily,
-    depth_variant,
-    depth_variants,
 )
 from clarena_backbones.backbones.wsn_mask_backbone import WSNMaskBackbone
 
@@ -69,9 +72,48 @@ class WSNMaskResNetBase(WSNMaskBackbone, ResNetBase):
         return self._forward_resnet(input, stage, conv_call=layer_call)
 
 
-WSNMaskResNetVariant = depth_variant(WSNMaskResNetBase, "A WSN-masked ResNet of the class's `depth`.")
+class WSNMaskResNet(WSNMaskResNetBase):
+    """A WSN-masked ResNet of the depth its class's `layout` gives: the family of `WSNMaskResNet18` ... `152`."""
+
+    def __init__(
+        self,
+        input_channels: int,
+        output_dim: int,
+        activation_layer: type[nn.Module] | None = nn.ReLU,
+        batch_normalization: bool = False,
+        bias: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            input_channels, *self.architecture(), output_dim, activation_layer, batch_normalization, bias, **kwargs
+        )
 
 
-WSNMaskResNet18, WSNMaskResNet34, WSNMaskResNet50, WSNMaskResNet101, WSNMaskResNet152 = depth_variants(
-    "WSNMaskResNet", "WSN-masked ResNet-{depth}.", __name__, lambda depth: (WSNMaskResNetVariant,)
-)
+class WSNMaskResNet18(WSNMaskResNet):
+    """WSN-masked ResNet-18."""
+
+    layout = RESNET18_LAYOUT
+
+
+class WSNMaskResNet34(WSNMaskResNet):
+    """WSN-masked ResNet-34."""
+
+    layout = RESNET34_LAYOUT
+
+
+class WSNMaskResNet50(WSNMaskResNet):
+    """WSN-masked ResNet-50."""
+
+    layout = RESNET50_LAYOUT
+
+
+class WSNMaskResNet101(WSNMaskResNet):
+    """WSN-masked ResNet-101."""
+
+    layout = RESNET101_LAYOUT
+
+
+class WSNMaskResNet152(WSNMaskResNet):
+    """WSN-masked ResNet-152."""
+
+    layout = RESNET152_LAYOUT

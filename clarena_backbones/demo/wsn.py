@@ -3,7 +3,7 @@
 A task's subnetwork is stored at 1 bit per weight and is all it needs at test time.
 """
 
-from clarena_backbones.algorithms.wsn import free_parameters, freeze_used_
+from clarena_backbones.algorithms.wsn import cumulative_mask
 from clarena_backbones.backbones import WSNMaskMLP
 from clarena_backbones.demo.method import Method
 
@@ -18,8 +18,8 @@ class WSN(Method):
     def prepare_task(self, task_id):
         # Fresh scores for every task; the weights themselves carry over.
         self.backbone.initialize_parameter_score("default")
-        # 1 - M_{t-1} from the stored subnetworks, computed once per task rather than at every step.
-        self.free = free_parameters(self.backbone)
+        # M_{t-1}, the union of the stored subnetworks: computed once per task, not at every step.
+        self.cumulative_mask = cumulative_mask(self.backbone)
 
     def loss(self, x, y, batch_idx, num_batches):
         feature, _, _, _ = self.backbone(x, stage="train", mask_percentage=self.config.mask_percentage)
@@ -27,7 +27,7 @@ class WSN(Method):
 
     def adjust_gradients(self, batch_idx, num_batches):
         # Freeze what earlier tasks use: grad *= 1 - M_{t-1}, for weights and biases.
-        freeze_used_(self.free)
+        self.backbone.clip_grad_by_mask_(*self.cumulative_mask)
 
     def end_task(self, task_id):
         self.backbone.store_mask(task_id, self.config.mask_percentage)

@@ -7,7 +7,7 @@ task's end (1 bit per parameter) and used to test that task.
 
 from torch import Tensor
 
-from clarena_backbones.algorithms.wsn import free_parameters, freeze_used_
+from clarena_backbones.algorithms.wsn import cumulative_mask
 from clarena_backbones.mammoth.task_il_model import MaskedTaskILModel
 from clarena_backbones.mammoth.wsn_adapter import WSNAdapter
 
@@ -21,14 +21,14 @@ class WSN(MaskedTaskILModel):
         backbone = self.net.backbone
         backbone.setup_task_id(self.current_task)
         backbone.initialize_parameter_score("default")
-        # 1 - M_{t-1}, fixed for the whole task
-        self.free = free_parameters(backbone)
+        # M_{t-1}, the union of the stored subnetworks: fixed for the whole task
+        self.cumulative_mask = cumulative_mask(backbone)
 
     def observe(self, inputs: Tensor, labels: Tensor, not_aug_inputs: Tensor, epoch: int | None = None) -> float:
         self.opt.zero_grad()
         loss = self.task_loss(self.net.train_forward(inputs), labels)
         loss.backward()
-        freeze_used_(self.free)
+        self.net.backbone.clip_grad_by_mask_(*self.cumulative_mask)
         self.opt.step()
         return loss.item()
 

@@ -4,8 +4,11 @@ import contextlib
 import importlib.util
 import warnings
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import torch
+
+T = TypeVar("T")
 
 try:
     from clarena_backbones import _C  # noqa: F401  (loading it registers torch.ops.clarena.* and the CPU kernels)
@@ -97,15 +100,15 @@ def runs_native(tensor: torch.Tensor) -> bool:
     return not reference_forced() and tensor.device.type in NATIVE_DEVICE_TYPES
 
 
-def call_list_op(call: Callable[[], None], check: Callable[[], None]) -> None:
-    """Run a native in-place list op; if its kernel refuses the arguments, run `check` before re-raising.
+def call_list_op(call: Callable[[], T], check: Callable[[], None]) -> T:
+    """Run a native list op; if its kernel (or torch's schema) refuses the arguments, run `check` before re-raising.
 
     The kernel checks every entry before it changes any; `check` names the same argument, with
     TypeError for a wrong dtype (a native kernel raises only ValueError). The Python checks thus
     cost nothing on the hot path.
     """
     try:
-        call()
-    except ValueError:
+        return call()
+    except (RuntimeError, TypeError, ValueError):
         check()
         raise

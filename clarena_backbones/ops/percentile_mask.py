@@ -35,15 +35,32 @@ def percentile_masks(scores: Sequence[torch.Tensor], keep: float, state: torch.T
     selects from scratch; the masks are exact either way. `state` is updated in place (its
     `WARM_CALLS` and `FALLBACKS` columns count how often the guess held); the reference path
     leaves it as it is. The backward is straight-through.
+
+    On the native path with a float `keep` the kernel checks the arguments, once; only when it
+    refuses them do the Python checks run, to raise the error that names the argument.
     """
-    _check_batch_args(scores, keep, state)
-    if not scores:
-        return []
-    if native.runs_native(scores[0]):
-        masks, next_state = torch.ops.clarena.percentile_masks(list(scores), float(keep), state)
-        state.copy_(next_state)
-        return list(masks)
-    return [reference.percentile_mask(score, float(keep)) for score in scores]
+    if not runs_native_list(scores, keep):
+        _check_batch_args(scores, keep, state)
+        if not scores or not native.runs_native(scores[0]):
+            return [reference.percentile_mask(score, float(keep)) for score in scores]
+        keep = float(keep)
+    masks, next_state = native.call_list_op(
+        lambda: torch.ops.clarena.percentile_masks(scores, keep, state), lambda: _check_batch_args(scores, keep, state)
+    )
+    state.copy_(next_state)
+    return list(masks)
+
+
+def runs_native_list(scores: Sequence[torch.Tensor], keep: object) -> bool:
+    """Whether a list op over `scores` goes straight to its native kernel: a non-empty list or tuple
+    of tensors that run natively, and a float `keep` (bool and int are checked in Python first)."""
+    return (
+        type(keep) is float
+        and isinstance(scores, (list, tuple))
+        and len(scores) > 0
+        and isinstance(scores[0], torch.Tensor)
+        and native.runs_native(scores[0])
+    )
 
 
 # Columns of the state of `percentile_masks` (csrc/ops/percentile_mask.h has the same layout).
@@ -145,10 +162,13 @@ if native.native_available():
             )
 
     def _percentile_masks_autograd(keyset, scores, keep, state):
-        _check_batch_args(scores, keep, state)
-        if torch.is_grad_enabled() and any(score.requires_grad for score in scores):
-            *masks, next_state = _StraightThroughAll.apply(keyset, keep, state, *scores)
-            return masks, next_state
-        return _masks_below_autograd(keyset, scores, keep, state)
+        # Direct torch.ops calls are checked too: by the kernel, then, if it refuses, here.
+        def gate():
+            if torch.is_grad_enabled() and any(score.requires_grad for score in scores):
+                *masks, next_state = _StraightThroughAll.apply(keyset, keep, state, *scores)
+                return masks, next_state
+            return _masks_below_autograd(keyset, scores, keep, state)
+
+        return native.call_list_op(gate, lambda: _check_batch_args(scores, keep, state))
 
     _LIBRARY.impl("percentile_masks", _percentile_masks_autograd, "Autograd", with_keyset=True)

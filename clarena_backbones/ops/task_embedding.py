@@ -18,7 +18,8 @@ from clarena_backbones.ops import checks, native, reference
 def foreach_sigmoid_gate(embeddings: Sequence[torch.Tensor], scale: float) -> list[torch.Tensor]:
     """Return `[sigmoid(scale * e).reshape(-1) for e in embeddings]`, computed in one pass.
 
-    Differentiable in the embeddings (HAT trains them through the gate). The results are views
+    Differentiable in the embeddings (HAT trains them through the gate). Gates and gradients
+    below the dtype's smallest normal are 0 (`reference.flush_subnormal`). The results are views
     of one buffer.
     """
     _check_embeddings(embeddings)
@@ -26,7 +27,7 @@ def foreach_sigmoid_gate(embeddings: Sequence[torch.Tensor], scale: float) -> li
     if native.reference_forced() or not embeddings:
         return reference.foreach_sigmoid_gate(embeddings, scale)
     flat = torch.cat([embedding.reshape(-1) for embedding in embeddings])
-    return list(torch.sigmoid(flat * scale).split([embedding.numel() for embedding in embeddings]))
+    return list(reference.sigmoid_gate(flat, scale).split([embedding.numel() for embedding in embeddings]))
 
 
 def foreach_compensate_embedding_grad_(
@@ -40,8 +41,8 @@ def foreach_compensate_embedding_grad_(
 
     `grad *= s_max / scale * (cosh(clamp(scale * e, -clamp_threshold, clamp_threshold)) + 1) /
     (cosh(e) + 1)` for each embedding `e` and its gradient, with CLArena's order of operations
-    (CLArena's clarena/cl_algorithms/hat.py, `compensate_task_embedding_gradients`). Natively one
-    kernel call for all layers.
+    (CLArena's clarena/cl_algorithms/hat.py, `compensate_task_embedding_gradients`); results below
+    the dtype's smallest normal become 0. Natively one kernel call for all layers.
     """
     scale = _check_real("scale", scale)
     s_max = _check_real("s_max", s_max)

@@ -4,27 +4,47 @@ import torch
 
 from clarena_backbones.ops import checks, native, reference
 
-# Inputs smaller than this run the reference's two ATen ops: on such tensors the custom op's
-# fixed cost (its Python-registered autograd, about 20 us a call) exceeds the arithmetic it
-# saves. Measured on CPU, one thread: alone (forward and backward) native is 0.7x ATen at 128x64,
-# 0.9x at 128x512 and 1.6x at 64x64x16x16; inside the HATMaskMLP training step (128x256, 128x100,
-# 128x64) it is 2-3% faster than ATen and dispatches 4 ops fewer per layer. A size-gated op
-# names its gate NATIVE_MIN_NUMEL: the tests set every such gate to 0 to run the kernels on small
-# inputs (the `native_at_every_size` fixture).
-NATIVE_MIN_NUMEL = 1 << 13
-
 
 def unit_mask(input: torch.Tensor, mask: torch.Tensor, relu: bool = False) -> torch.Tensor:
     """Return `act(input * mask)` with `mask` (C,) broadcast over dim 1 of `input` (N, C, ...).
 
     `act` is ReLU when `relu` is true, else the identity. Differentiable in both `input` and
-    `mask` (HAT trains its task embeddings through the mask). The native kernel runs from
-    `NATIVE_MIN_NUMEL` elements up.
+    `mask` (HAT trains its task embeddings through the mask). Results and gradients below the
+    dtype's smallest normal are 0 (`reference.flush_subnormal`).
     """
     _check_args(input, mask)
-    if input.numel() >= NATIVE_MIN_NUMEL and native.runs_native(input):
-        return torch.ops.clarena.unit_mask(input, mask, bool(relu))
-    return reference.unit_mask(input, mask, bool(relu))
+    return _UnitMask.apply(input, mask, bool(relu), native.runs_native(input))
+
+
+class _UnitMask(torch.autograd.Function):
+    """The op's autograd, over the native kernels or their reference.
+
+    A Python autograd.Function rather than `torch.library.register_autograd` on the kernel: the
+    registered autograd cost about 20 us more per call each way (CPU, one thread), as much as the
+    kernels themselves on an MLP layer. The kernels are not differentiable themselves. With it,
+    native forward and backward take half the reference's time from 8x16 inputs up, so every
+    size runs the kernels.
+    """
+
+    @staticmethod
+    def forward(ctx, input: torch.Tensor, mask: torch.Tensor, relu: bool, native_kernels: bool) -> torch.Tensor:
+        ctx.save_for_backward(input, mask)
+        ctx.relu, ctx.native_kernels = relu, native_kernels
+        if native_kernels:
+            return torch.ops.clarena.unit_mask(input, mask, relu)
+        return reference.unit_mask_forward(input, mask, relu)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
+        input, mask = ctx.saved_tensors
+        backward = torch.ops.clarena.unit_mask_backward if ctx.native_kernels else reference.unit_mask_backward
+        grad_input, grad_mask = backward(grad, input, mask, ctx.relu)
+        return (
+            grad_input if ctx.needs_input_grad[0] else None,
+            grad_mask if ctx.needs_input_grad[1] else None,
+            None,
+            None,
+        )
 
 
 def _check_args(input: torch.Tensor, mask: torch.Tensor) -> None:
@@ -36,6 +56,11 @@ def _check_args(input: torch.Tensor, mask: torch.Tensor) -> None:
 
 
 if native.native_available():
+    # The kernels are not differentiable themselves (`_UnitMask` is their autograd): they skip
+    # the Autograd key, whose fallback would otherwise warn when a graph runs through them.
+    _AUTOGRAD_FALLTHROUGH = torch.library.Library("clarena", "IMPL")
+    for _kernel in ("unit_mask", "unit_mask_backward"):
+        _AUTOGRAD_FALLTHROUGH.impl(_kernel, torch.library.fallthrough_kernel, "Autograd")
 
     @torch.library.register_fake("clarena::unit_mask")
     def _unit_mask_fake(input, mask, relu):
@@ -49,19 +74,3 @@ if native.native_available():
             torch.empty_like(input, memory_format=torch.contiguous_format),
             torch.empty_like(mask, memory_format=torch.contiguous_format),
         )
-
-    def _setup_context(ctx, inputs, output):
-        input, mask, relu = inputs
-        ctx.save_for_backward(input, mask)
-        ctx.relu = relu
-
-    def _unit_mask_backward(ctx, grad):
-        input, mask = ctx.saved_tensors
-        grad_input, grad_mask = torch.ops.clarena.unit_mask_backward(grad, input, mask, ctx.relu)
-        return (
-            grad_input if ctx.needs_input_grad[0] else None,
-            grad_mask if ctx.needs_input_grad[1] else None,
-            None,
-        )
-
-    torch.library.register_autograd("clarena::unit_mask", _unit_mask_backward, setup_context=_setup_context)

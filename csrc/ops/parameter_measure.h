@@ -40,7 +40,7 @@ CLARENA_HOST_DEVICE T rate(T measure, T alpha, T r) {
   }
 }
 
-// Turns a runtime mode into a compile-time constant: f(std::integral_constant<Aggregation, A>).
+// Turn a runtime aggregation or rate into a compile-time constant: f(std::integral_constant<Aggregation, A>).
 template <typename F>
 void dispatch_aggregation(Aggregation aggregation, F&& f) {
   switch (aggregation) {

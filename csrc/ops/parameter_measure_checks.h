@@ -22,7 +22,7 @@ inline Aggregation parse_aggregation(std::string_view name) {
   if (name == "min") return Aggregation::Min;
   if (name == "max") return Aggregation::Max;
   if (name == "mean") return Aggregation::Mean;
-  fail_argument("aggregation mode must be 'min', 'max' or 'mean', got '", name, "'");
+  fail_argument("`aggregation` must be 'min', 'max' or 'mean', got '", name, "'");
 }
 
 inline Rate parse_rate(std::string_view name) {

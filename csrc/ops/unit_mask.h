@@ -16,10 +16,11 @@ CLARENA_HOST_DEVICE T forward(T input, T mask, bool relu) {
   return (relu && masked < T(0)) ? T(0) : masked;
 }
 
-// Whether the gradient passes the ReLU: like torch.relu's backward, only where the output is > 0.
-template <typename T>
+// Whether the gradient passes the ReLU: like torch.relu's backward, only where the output (the
+// product rounded to scalar_t: float16 and bfloat16 products may round to 0) is > 0.
+template <typename scalar_t, typename T>
 CLARENA_HOST_DEVICE bool passes(T input, T mask, bool relu) {
-  const bool positive = input * mask > T(0);
+  const bool positive = static_cast<T>(static_cast<scalar_t>(input * mask)) > T(0);
   return positive | !relu;  // no short circuit: no branch in vectorised loops
 }
 

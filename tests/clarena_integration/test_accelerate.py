@@ -6,8 +6,13 @@ CLArena's methods and once accelerated, from the same seed. The parameters after
 loss, the network capacity and every adjustment-rate tensor returned at every step must agree.
 """
 
+import ast
 import functools
+import importlib.util
+import inspect
 import pickle
+import sys
+import textwrap
 import warnings
 
 import pytest
@@ -17,8 +22,9 @@ cl_algorithms = pytest.importorskip("clarena.cl_algorithms", reason="CLArena (cl
 lightning = pytest.importorskip("lightning")
 
 from clarena import accelerate  # noqa: E402
+from clarena.accelerate import clarena_1_1  # noqa: E402
 from clarena.backbones import HATMaskMLP, HATMaskResNet18, WSNMaskMLP  # noqa: E402
-from clarena.accelerate.fused_methods import AdjustmentRates  # noqa: E402
+from clarena.backbones.adjustment_rates import AdjustmentRates  # noqa: E402
 from clarena.heads import HeadsTIL  # noqa: E402  (CLArena's)
 
 TASKS = 2
@@ -82,7 +88,7 @@ CASES = {
     "wsn": lambda: cl_algorithms.WSN(WSNMaskMLP(input_dim=12, hidden_dims=[10, 9], output_dim=6), HeadsTIL(6), mask_percentage=0.5),
 }  # fmt: skip
 
-# Modes the fused methods leave to CLArena's code (they return CLArena's plain dicts).
+# Modes the replacements leave to CLArena's code (they return CLArena's plain dicts).
 UNFUSED = {"hat_random", "hat_unknown_mode", "adahat_adahat_no_sum", "fgadahat_max_filtered", "wsn"}
 
 
@@ -186,11 +192,15 @@ def test_task_two_adjusts_gradients():
 def test_accelerate_is_idempotent_and_reversible():
     hat, wsn = cl_algorithms.HAT, cl_algorithms.WSN
     originals = (hat.__dict__["clip_grad_by_adjustment"], hat.__dict__["compensate_task_embedding_gradients"], wsn.__dict__["clip_grad_by_mask"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # CLArena 1.1.0's methods are all known: no warning
+        assert accelerate.accelerate_clarena()
+    replaced = hat.__dict__["clip_grad_by_adjustment"]
+    assert replaced is not originals[0] and replaced.__clarena_accelerated__ and accelerate.is_accelerated()
+    for module, class_name, name in clarena_1_1.METHODS:
+        assert getattr(sys.modules[module], class_name).__dict__[name].__clarena_accelerated__, (class_name, name)
     assert accelerate.accelerate_clarena()
-    fused = hat.__dict__["clip_grad_by_adjustment"]
-    assert fused is not originals[0] and fused.__clarena_fused__ and accelerate.is_accelerated()
-    assert accelerate.accelerate_clarena()
-    assert hat.__dict__["clip_grad_by_adjustment"] is fused  # not wrapped twice
+    assert hat.__dict__["clip_grad_by_adjustment"] is replaced  # not wrapped twice
     accelerate.restore_clarena()
     assert (hat.__dict__["clip_grad_by_adjustment"], hat.__dict__["compensate_task_embedding_gradients"], wsn.__dict__["clip_grad_by_mask"]) == originals
     assert not accelerate.is_accelerated()
@@ -223,8 +233,48 @@ def test_callback_from_a_hydra_config():
     assert accelerate.is_accelerated()
 
 
-def test_an_unsupported_clarena_release_is_left_alone(monkeypatch):
-    monkeypatch.setattr(accelerate, "SUPPORTED_CLARENA_VERSIONS", ("0.0.1",))
-    with pytest.warns(RuntimeWarning, match=r"CLArena 1\.1\.0 is installed; accelerate_clarena\(\) changed nothing"):
-        assert not accelerate.accelerate_clarena()
-    assert not accelerate.is_accelerated()
+def rewritten(tmp_path, cls, name, change=None):
+    """CLArena's `cls.name` printed again by `ast.unparse` (other line breaks and quotes, no
+    comments), after `change` edits its AST, and loaded from a file in the namespace of CLArena's
+    module."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls.__dict__[name])))
+    if change is not None:
+        change(tree.body[0])
+    path = tmp_path / f"{cls.__name__}_{name}.py"
+    path.write_text(f"class {cls.__name__}:\n" + textwrap.indent(ast.unparse(tree), "    ") + "\n")
+    namespace = dict(vars(sys.modules[cls.__module__]))
+    exec(compile(path.read_text(), str(path), "exec"), namespace)
+    return namespace[cls.__name__].__dict__[name]
+
+
+def test_reformatted_clarena_methods_are_still_replaced(tmp_path, monkeypatch):
+    for module, class_name, name in clarena_1_1.METHODS:
+        cls = getattr(sys.modules[module], class_name)
+        reformatted = rewritten(tmp_path, cls, name)
+        assert inspect.getsource(reformatted) != inspect.getsource(cls.__dict__[name])
+        monkeypatch.setattr(cls, name, reformatted)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert accelerate.accelerate_clarena()
+        for module, class_name, name in clarena_1_1.METHODS:
+            assert getattr(sys.modules[module], class_name).__dict__[name].__clarena_accelerated__, (class_name, name)
+    finally:
+        accelerate.restore_clarena()  # before monkeypatch puts CLArena's own methods back
+
+
+def test_a_changed_clarena_method_is_left_alone_with_a_warning(tmp_path, monkeypatch):
+    hat = cl_algorithms.HAT
+    changed = rewritten(tmp_path, hat, "clip_grad_by_adjustment", change=lambda function: function.body.insert(0, ast.Pass()))
+    monkeypatch.setattr(hat, "clip_grad_by_adjustment", changed)
+    try:
+        with pytest.warns(
+            RuntimeWarning,
+            match=r"clarena\.cl_algorithms\.hat\.HAT\.clip_grad_by_adjustment is not an implementation this package's "
+            r"adapters were written for \(clarena_1_1\); accelerate_clarena\(\) leaves it as it is",
+        ):
+            assert accelerate.accelerate_clarena()  # the other methods are replaced
+        assert hat.__dict__["clip_grad_by_adjustment"] is changed
+        assert hat.__dict__["compensate_task_embedding_gradients"].__clarena_accelerated__
+    finally:
+        accelerate.restore_clarena()

@@ -7,7 +7,7 @@ from op_helpers import DEVICES, assert_refused_on_both_paths, requires_native, r
 from clarena import ops
 
 SHAPES = [(7, 5), (6, 4, 3, 3), (5, 3, 1, 2), (0, 4), (4, 0, 3, 3)]
-MODES = ["min", "max", "mean"]
+AGGREGATIONS = ["min", "max", "mean"]
 RATES = [("hat", {}), ("hat_const_alpha", {"alpha": 0.3}), ("adahat", {"r": 0.05})]
 TOLERANCE = {torch.float32: 1e-6, torch.float64: 1e-12, torch.float16: 2e-3, torch.bfloat16: 1e-2}
 
@@ -34,10 +34,10 @@ def sample_inputs(device="cpu", dtype=torch.float32):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", list(TOLERANCE))
-@pytest.mark.parametrize("mode", MODES)
-def test_measure_equals_the_reference(device, dtype, mode):
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_measure_equals_the_reference(device, dtype, aggregation):
     for a, b, shape in sample_inputs(device, dtype):
-        native, reference, _, _ = run_both(ops.parameter_measure, [a, b, shape, mode])
+        native, reference, _, _ = run_both(ops.parameter_measure, [a, b, shape, aggregation])
         assert native.shape == torch.Size(shape) and native.is_contiguous()
         torch.testing.assert_close(native, reference, atol=TOLERANCE[dtype], rtol=TOLERANCE[dtype])
 
@@ -50,9 +50,9 @@ def test_measure_formula_on_a_small_case():
         "max": [[1.0, 0.25], [1.0, 1.0], [1.0, 0.5]],
         "mean": [[0.5, 0.125], [1.0, 0.625], [0.75, 0.375]],
     }
-    for mode, rows in expected.items():
-        assert ops.parameter_measure(a, b, (3, 2), mode).tolist() == rows
-        conv = ops.parameter_measure(a, b, (3, 2, 2, 2), mode)
+    for aggregation, rows in expected.items():
+        assert ops.parameter_measure(a, b, (3, 2), aggregation).tolist() == rows
+        conv = ops.parameter_measure(a, b, (3, 2, 2, 2), aggregation)
         assert torch.equal(conv, torch.tensor(rows).view(3, 2, 1, 1).expand(3, 2, 2, 2))
     assert ops.parameter_measure(a, None, (3, 2), "min").tolist() == [[0.0, 0.0], [1.0, 1.0], [0.5, 0.5]]
 
@@ -60,15 +60,15 @@ def test_measure_formula_on_a_small_case():
 def test_min_and_max_propagate_nan():
     a = torch.tensor([float("nan"), 1.0])
     b = torch.tensor([0.5, float("nan")])
-    for mode in ("min", "max"):
-        native, reference, _, _ = run_both(ops.parameter_measure, [a, b, (2, 2), mode])
+    for aggregation in ("min", "max"):
+        native, reference, _, _ = run_both(ops.parameter_measure, [a, b, (2, 2), aggregation])
         assert torch.equal(native.isnan(), reference.isnan())
         assert native.isnan().tolist() == [[True, True], [False, True]]
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", list(TOLERANCE))
-@pytest.mark.parametrize("aggregation", MODES)
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
 @pytest.mark.parametrize("rate, scalars", RATES)
 def test_scale_grad_equals_the_reference(device, dtype, aggregation, rate, scalars):
     for a, b, shape in sample_inputs(device, dtype):
@@ -148,7 +148,7 @@ def test_compiles_without_graph_breaks():
     [
         (lambda: ops.parameter_measure(torch.rand(3), torch.rand(4), (3, 5), "min"), ValueError, "clarena: `b` must have the shape of the weight's input units (5,), got (4,)"),
         (lambda: ops.parameter_measure(torch.rand(2), torch.rand(5), (3, 5), "min"), ValueError, "clarena: `a` must have the shape of the weight's output units (3,), got (2,)"),
-        (lambda: ops.parameter_measure(torch.rand(3), None, (3, 5), "median"), ValueError, "clarena: `mode` must be one of 'min', 'max', 'mean', got 'median'"),
+        (lambda: ops.parameter_measure(torch.rand(3), None, (3, 5), "median"), ValueError, "clarena: `aggregation` must be one of 'min', 'max', 'mean', got 'median'"),
         (lambda: ops.parameter_measure(torch.arange(3), None, (3, 5), "min"), TypeError, "clarena: `a` must be a floating-point tensor, got torch.int64"),
         (lambda: ops.parameter_measure(torch.rand(3), torch.rand(5).double(), (3, 5), "min"), TypeError, "clarena: `b` must have the dtype of `a` (torch.float32), got torch.float64"),
         (lambda: ops.parameter_measure(torch.rand(3), torch.rand(5), (3,), "min"), ValueError, "clarena: `b` is given, so the weight shape must be (out, in, ...), got (3,)"),
@@ -172,14 +172,14 @@ def test_bad_input_is_refused_with_the_argument_named(call, error, message):
 def test_direct_native_call_checks_its_arguments():
     with pytest.raises(ValueError, match="`b` must be a 1-D tensor of length 5"):
         torch.ops.clarena.parameter_measure(torch.rand(3), torch.rand(4), [3, 5], "min")
-    with pytest.raises(ValueError, match="aggregation mode must be"):
+    with pytest.raises(ValueError, match="`aggregation` must be"):
         torch.ops.clarena.scale_grad_by_measure_(torch.randn(3, 5), torch.rand(3), None, "median", "hat", 0.0, 0.0)
     with pytest.raises(ValueError, match="`rate` must be"):
         torch.ops.clarena.scale_grad_by_measure_(torch.randn(3, 5), torch.rand(3), None, "min", "nope", 0.0, 0.0)
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("aggregation", MODES)
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
 @pytest.mark.parametrize("rate, scalars", RATES)
 def test_foreach_equals_one_call_per_layer_on_both_paths(device, aggregation, rate, scalars):
     samples = sample_inputs(device)
@@ -237,3 +237,107 @@ def test_foreach_opcheck_and_compile(device):
 
     for mine, theirs in zip(torch.compile(adjust, fullgraph=True)(grads), adjust(grads)):
         torch.testing.assert_close(mine, theirs)
+
+
+def test_parameter_measure_accepts_its_old_mode_keyword_with_a_deprecation_warning():
+    a, b = torch.rand(3), torch.rand(2)
+    with pytest.warns(DeprecationWarning, match="`mode` keyword of parameter_measure.* is now `aggregation`"):
+        old = ops.parameter_measure(a, b, (3, 2), mode="max")
+    assert torch.equal(old, ops.parameter_measure(a, b, (3, 2), aggregation="max"))
+    with pytest.raises(TypeError, match="got both `mode` and `aggregation`"):
+        ops.parameter_measure(a, b, (3, 2), mode="max", aggregation="min")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+@pytest.mark.parametrize("rate, scalars", RATES)
+def test_adjustment_rate_is_what_the_gradient_is_scaled_by(device, aggregation, rate, scalars):
+    for a, b, shape in sample_inputs(device):
+        grad = torch.randn(shape, device=device)
+        expected = grad.clone()
+        ops.scale_grad_by_measure_(expected, a, b, aggregation, rate, **scalars)
+        rates = ops.adjustment_rate(a, b, shape, aggregation, rate, **scalars)
+        assert rates.shape == torch.Size(shape)
+        torch.testing.assert_close(grad * rates, expected)
+        measure = ops.parameter_measure(a, b, shape, aggregation)
+        formula = {"hat": lambda m: 1 - m, "hat_const_alpha": lambda m: 0.3 * m + 1 - m, "adahat": lambda m: 0.05 / (m + 0.05)}
+        torch.testing.assert_close(rates, formula[rate](measure))
+
+
+# Rate sums: layers of different widths and kinds in one call; the first and fourth have no preceding layer.
+SUM_SHAPES = [(7, 5), (6, 4, 3, 3), (1, 9), (9, 1, 2, 1), (0, 3), (5, 2)]
+FIRST_LAYERS = (0, 3)
+
+
+def rate_sum_inputs(kind, device="cpu", dtype=torch.float32):
+    a, b = [], []
+    for index, shape in enumerate(SUM_SHAPES):
+        if kind == "counts":  # AdaHAT's summative mask: many ties
+            a_l, b_l = (torch.randint(0, 4, (n,), device=device).to(dtype) for n in shape[:2])
+        else:
+            a_l, b_l = unit_measures(shape[0], shape[1], dtype, device, binary=kind == "binary")
+        a.append(a_l)
+        b.append(None if index in FIRST_LAYERS else b_l)
+    return a, b
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+@pytest.mark.parametrize("kind", ["binary", "counts", "real"])
+@pytest.mark.parametrize("rate, scalars", [*RATES, ("adahat", {"r": [0.37, 2.0, 0.05, 1.0, 0.5, 3.0]})])
+def test_rate_sums_equal_the_sums_of_the_built_rates(device, aggregation, kind, rate, scalars):
+    a, b = rate_sum_inputs(kind, device)
+    r = scalars.get("r")
+    for path in ("native", "reference"):
+        with ops.use_reference() if path == "reference" else contextlib.nullcontext():
+            weight_sums, unit_sums = ops.foreach_rate_sums(a, b, SUM_SHAPES, aggregation, rate, **scalars)
+        assert weight_sums.shape == unit_sums.shape == (len(SUM_SHAPES),)
+        for index, (a_l, b_l, shape) in enumerate(zip(a, b, SUM_SHAPES)):
+            layer_r = r[index] if isinstance(r, list) else r
+            rates = ops.adjustment_rate(a_l, b_l, shape, aggregation, rate, scalars.get("alpha"), layer_r)
+            where = f"{path}, layer {index}"
+            torch.testing.assert_close(weight_sums[index].double(), rates.double().sum(), rtol=1e-5, atol=1e-4, msg=lambda m: f"{where}: {m}")
+            unit_rates = ops.adjustment_rate(a_l, None, shape[:1], aggregation, rate, scalars.get("alpha"), layer_r)
+            torch.testing.assert_close(unit_sums[index].double(), unit_rates.double().sum(), rtol=1e-5, atol=1e-5, msg=lambda m: f"{where}: {m}")
+
+
+def test_rate_sums_of_hat_rates_count_the_free_weights_exactly():
+    a = torch.tensor([1.0, 0.0, 1.0])
+    b = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    # a weight is frozen (rate 0) iff both its units are in the mask: 2 * 2 of 12, times 3x3 kernels
+    for aggregation, frozen in (("min", 2 * 2), ("max", 12 - 1 * 2)):
+        weight_sums, unit_sums = ops.foreach_rate_sums([a, a], [b, None], [(3, 4, 3, 3), (3, 4, 3, 3)], aggregation, "hat")
+        assert weight_sums.tolist() == [(12 - frozen) * 9, 1 * 4 * 9]
+        assert unit_sums.tolist() == [1, 1]
+
+
+def test_rate_sums_do_not_build_weight_sized_tensors_under_min():
+    a, b = torch.rand(512), torch.rand(512)
+    called = []
+
+    class Watch(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if isinstance(out, torch.Tensor):
+                called.append(out.numel())
+            return out
+
+    with Watch():
+        ops.foreach_rate_sums([a], [b], [(512, 512, 3, 3)], "min", "hat")
+    assert called and max(called) < 512 * 512
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: ops.foreach_rate_sums([], [], []), ValueError, "clarena: `a`, `b` and `weight_shapes` must have one entry per layer (at least one), got 0, 0 and 0"),
+        (lambda: ops.foreach_rate_sums([torch.rand(3)], [None], [(3, 2)], "avg"), ValueError, "clarena: `aggregation` must be one of 'min', 'max', 'mean', got 'avg'"),
+        (lambda: ops.foreach_rate_sums([torch.rand(3)], [None], [(3, 2)], "min", "hatt"), ValueError, "clarena: `rate` must be one of 'hat', 'hat_const_alpha', 'adahat', got 'hatt'"),
+        (lambda: ops.foreach_rate_sums([torch.rand(3)], [torch.rand(4)], [(3, 2)]), ValueError, "clarena: `b` must have the shape of the weight's input units (2,), got (4,)"),
+        (lambda: ops.foreach_rate_sums([torch.rand(3), torch.rand(2).double()], [None, None], [(3, 2), (2, 2)]), TypeError, "clarena: `a[1]` must have the dtype of `a[0]` (torch.float32), got torch.float64"),
+        (lambda: ops.foreach_rate_sums([torch.rand(3)], [None], [(3, 2)], "min", "adahat", r=[0.1, 0.2]), ValueError, "clarena: `r` must have one entry per layer (1), got 2"),
+        (lambda: ops.foreach_rate_sums([torch.rand(3)], [None], [(3, 2)], "min", "adahat"), ValueError, "clarena: `r` must be given for this rate"),
+    ],
+)
+def test_rate_sums_refuse_bad_input_with_the_argument_named(call, error, message):
+    assert_refused_on_both_paths(call, error, message)

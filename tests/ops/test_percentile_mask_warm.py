@@ -37,6 +37,22 @@ def assert_exact(masks, scores, keep):
         assert torch.equal(mask, ops.percentile_mask(score, keep)), (index, keep)
 
 
+def assert_recorded(state, scores, keep):
+    """The state keeps torch.quantile's threshold of each tensor, inside the band it records for
+    the next call (a NaN threshold, from a NaN quantile, is no guess)."""
+    for index, score in enumerate(scores):
+        if score.numel() == 0:
+            continue
+        flat = score.flatten().double() if score.numel() > 2**24 else score.flatten()
+        expected = torch.quantile(flat, 1 - keep).item()
+        low, threshold, high = state[index, :THRESHOLD + 2].tolist()
+        if math.isnan(expected):
+            assert math.isnan(threshold), index
+            continue
+        assert threshold == expected, (index, threshold, expected)
+        assert low <= threshold <= high, (index, low, threshold, high)
+
+
 # the CPU kernel's boundaries: 4096 scores (all of them are the band), 2^16-score chunks
 sizes = st.sampled_from([1, 2, 7, 100, 4095, 4097, 20_000, 65_537, 140_000])
 # steps from far below the scores' spacing to larger than their spread
@@ -58,11 +74,13 @@ def test_random_walks_warm_equal_cold_equal_quantile(sizes, keep, scales, dtype,
     scores = [torch.randn(n, generator=generator, dtype=dtype) for n in sizes]
     state = percentile_masks_state(len(scores))
     assert_exact(percentile_masks(scores, keep, state), scores, keep)
+    assert_recorded(state, scores, keep)
     for scale in scales:
         scores = [score + scale * torch.randn(score.shape, generator=generator, dtype=dtype) for score in scores]
         if grid is not None:  # many ties, also at the threshold
             scores = [torch.round(score / grid) * grid for score in scores]
         assert_exact(percentile_masks(scores, keep, state), scores, keep)
+        assert_recorded(state, scores, keep)
     calls = len(scales)
     assert torch.all(state[:, WARM_CALLS] + state[:, FALLBACKS] == calls)
 
@@ -82,11 +100,32 @@ def test_small_steps_take_the_warm_path_and_a_jump_falls_back():
     assert state[:, FALLBACKS].tolist() == [1, 1]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [100, 5000, 70_000])
+def test_a_band_whose_top_is_the_new_lower_order_statistic(dtype, n):
+    # The warm band ends at the lower of the two order statistics torch.quantile interpolates
+    # between, so the upper one is the first score above the band and the threshold lies between
+    # them: the state must still record a band that holds the threshold, for a warm next call.
+    keep = 0.7
+    score = torch.randn(n, generator=torch.Generator().manual_seed(n), dtype=dtype)
+    ordered = score.sort().values
+    lower = int((1 - keep) * (n - 1))
+    state = percentile_masks_state(1)
+    state[0, :THRESHOLD + 2] = torch.tensor([ordered[lower - 20], ordered[lower - 3], ordered[lower]], dtype=torch.float64)
+    assert_exact(percentile_masks([score], keep, state), [score], keep)
+    assert state[0, WARM_CALLS] == 1
+    assert state[0, THRESHOLD] > ordered[lower]  # interpolated above the band's old top
+    assert_recorded(state, [score], keep)
+    assert_exact(percentile_masks([score], keep, state), [score], keep)
+    assert state[0, WARM_CALLS].item() == 2 and state[0, FALLBACKS].item() == 0
+
+
 def test_a_changed_keep_still_gives_exact_masks():
     score = torch.randn(50_000)
     state = percentile_masks_state(1)
     for keep in (0.7, 0.69, 0.2, 0.7, 1.0, 1e-4):
         assert_exact(percentile_masks([score], keep, state), [score], keep)
+        assert_recorded(state, [score], keep)
 
 
 def test_nan_keeps_nothing_and_forgets_the_threshold():

@@ -1,15 +1,8 @@
-import importlib
-
 import pytest
 import torch
 from op_helpers import DEVICES, assert_refused_on_both_paths, ops_called, requires_native, run_both, unit_mask_gradient_bound
 
 from clarena import ops
-
-UNIT_MASK_MODULE = importlib.import_module("clarena.ops.unit_mask")  # the package attribute is the function
-
-# These tests compare the native kernel itself with the reference, on small inputs too.
-pytestmark = pytest.mark.usefixtures("native_at_every_size")
 
 DTYPES = {torch.float32: 1e-5, torch.float64: 1e-12, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 SHAPES = [(16, 10), (4, 6, 5, 5), (3, 8, 1, 1), (2, 5, 3), (0, 6)]
@@ -47,11 +40,11 @@ def test_forward_and_backward_equal_the_reference(device, dtype):
 
 
 @requires_native
-def test_small_inputs_run_the_reference_and_large_ones_the_kernel(monkeypatch):
-    monkeypatch.setattr(UNIT_MASK_MODULE, "NATIVE_MIN_NUMEL", 1000)
-    mask = torch.rand(10)
-    assert "clarena::unit_mask" not in ops_called(lambda: ops.unit_mask(torch.randn(99, 10), mask, relu=True))
-    assert "clarena::unit_mask" in ops_called(lambda: ops.unit_mask(torch.randn(100, 10), mask, relu=True))
+def test_every_size_runs_the_kernels():
+    mask = torch.rand(10, requires_grad=True)
+    x = torch.randn(1, 10, requires_grad=True)
+    called = ops_called(lambda: ops.unit_mask(x, mask, relu=True).sum().backward())
+    assert {"clarena::unit_mask", "clarena::unit_mask_backward"} <= called
 
 
 def test_mask_broadcasts_over_the_unit_dimension():

@@ -124,8 +124,8 @@ Tensor dense(const Tensor& t) {
 }
 
 Tensor parameter_measure_cpu(const Tensor& a, const std::optional<Tensor>& b, const std::vector<int64_t>& weight_shape,
-                             StringHandle mode) {
-  const Aggregation aggregation = parse_aggregation(take_string(mode));
+                             StringHandle aggregation) {
+  const Aggregation parsed = parse_aggregation(take_string(aggregation));
   const LayerShape layer = check_measure_args(a, a, b, weight_shape);
   Tensor out = torch::stable::new_empty(a, weight_shape);
   const Tensor a_c = dense(a);
@@ -135,7 +135,7 @@ Tensor parameter_measure_cpu(const Tensor& a, const std::optional<Tensor>& b, co
     SegmentTable<scalar_t> table;
     table.add(out.mutable_data_ptr<scalar_t>(), a_c.const_data_ptr<scalar_t>(),
               b_c ? b_c->const_data_ptr<scalar_t>() : nullptr, layer, 0.0);
-    dispatch_aggregation(aggregation, [&](auto agg) { fill_measure<decltype(agg)::value, scalar_t>(table); });
+    dispatch_aggregation(parsed, [&](auto agg) { fill_measure<decltype(agg)::value, scalar_t>(table); });
   });
   return out;
 }

@@ -319,6 +319,10 @@ std::optional<Selection<scalar_t>> select_in_band(const scalar_t* x, int64_t n, 
   if (above + margin < count) {
     std::nth_element(keys.begin() + above, keys.begin() + (above + margin), keys.end());
     selection.next_band.high = from_key<scalar_t>(keys[above + margin]);
+  } else if (above >= count) {
+    // The upper order statistic is the first score above the band, and the threshold may lie
+    // above the band's top: the next band must reach it, or the next call could not start warm.
+    selection.next_band.high = from_key<scalar_t>(upper_key);
   }
   return selection;
 }

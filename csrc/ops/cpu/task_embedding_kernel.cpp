@@ -8,6 +8,7 @@
 
 #include "common/parallel.h"
 #include "common/scalar.h"
+#include "common/subnormal.h"
 #include "ops/task_embedding.h"
 #include "ops/task_embedding_checks.h"
 
@@ -29,7 +30,7 @@ void foreach_compensate_embedding_grad_cpu(const std::vector<Tensor>& embeddings
       scalar_t* gp = target.mutable_data_ptr<scalar_t>();
       parallel_rows(target.numel(), 1, [&](int64_t begin, int64_t end) {
         for (int64_t k = begin; k < end; ++k)
-          gp[k] = static_cast<scalar_t>(
+          gp[k] = flush_subnormal<scalar_t>(
               gp[k] * compensation<scalar_t, opmath_t>(ep[k], static_cast<opmath_t>(scale),
                                                        static_cast<opmath_t>(s_max / scale),
                                                        static_cast<opmath_t>(clamp_threshold)));

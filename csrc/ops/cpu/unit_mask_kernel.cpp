@@ -11,6 +11,7 @@
 
 #include "common/parallel.h"
 #include "common/scalar.h"
+#include "common/subnormal.h"
 #include "ops/unit_mask.h"
 #include "ops/unit_mask_checks.h"
 
@@ -29,7 +30,7 @@ void forward_rows(const scalar_t* x, const scalar_t* m, scalar_t* out, Layout la
         const scalar_t* xr = x + n * layout.channels;
         scalar_t* outr = out + n * layout.channels;
         for (int64_t c = 0; c < layout.channels; ++c)
-          outr[c] = static_cast<scalar_t>(forward<opmath_t>(xr[c], m[c], relu));
+          outr[c] = flush_subnormal<scalar_t>(forward<opmath_t>(xr[c], m[c], relu));
       }
     });
     return;
@@ -39,7 +40,7 @@ void forward_rows(const scalar_t* x, const scalar_t* m, scalar_t* out, Layout la
       const opmath_t mc = m[row % layout.channels];
       const int64_t base = row * layout.spatial;
       for (int64_t s = 0; s < layout.spatial; ++s)
-        out[base + s] = static_cast<scalar_t>(forward<opmath_t>(x[base + s], mc, relu));
+        out[base + s] = flush_subnormal<scalar_t>(forward<opmath_t>(x[base + s], mc, relu));
     }
   });
 }
@@ -55,8 +56,8 @@ void backward_sample(const scalar_t* __restrict__ g, const scalar_t* __restrict_
     const opmath_t gv = g[c];
     const opmath_t xv = x[c];
     const opmath_t mc = m[c];
-    const bool open = passes<opmath_t>(xv, mc, relu);
-    gi[c] = static_cast<scalar_t>(keep_if(open, gv * mc));
+    const bool open = passes<scalar_t>(xv, mc, relu);
+    gi[c] = flush_subnormal<scalar_t>(keep_if(open, gv * mc));
     sums[c] += keep_if(open, gv * xv);
   }
 }
@@ -76,16 +77,16 @@ opmath_type<scalar_t> backward_row(const scalar_t* __restrict__ g, const scalar_
     for (int64_t k = 0; k < kLanes; ++k) {
       const opmath_t gv = g[s + k];
       const opmath_t xv = x[s + k];
-      const bool open = passes<opmath_t>(xv, mc, relu);
-      gi[s + k] = static_cast<scalar_t>(keep_if(open, gv * mc));
+      const bool open = passes<scalar_t>(xv, mc, relu);
+      gi[s + k] = flush_subnormal<scalar_t>(keep_if(open, gv * mc));
       lanes[k] += keep_if(open, gv * xv);
     }
   }
   for (int64_t k = 0; s < length; ++s, ++k) {
     const opmath_t gv = g[s];
     const opmath_t xv = x[s];
-    const bool open = passes<opmath_t>(xv, mc, relu);
-    gi[s] = static_cast<scalar_t>(keep_if(open, gv * mc));
+    const bool open = passes<scalar_t>(xv, mc, relu);
+    gi[s] = flush_subnormal<scalar_t>(keep_if(open, gv * mc));
     lanes[k] += keep_if(open, gv * xv);
   }
   opmath_t sum = 0;
@@ -113,7 +114,7 @@ void backward_matrix(const scalar_t* g, const scalar_t* x, const scalar_t* m, sc
   for (int64_t c = 0; c < channels; ++c) {
     opmath_t sum = 0;
     for (int64_t block = 0; block < blocks; ++block) sum += partial[block * channels + c];
-    gm[c] = static_cast<scalar_t>(sum);
+    gm[c] = flush_subnormal<scalar_t>(sum);
   }
 }
 
@@ -129,7 +130,7 @@ void backward_channels(const scalar_t* g, const scalar_t* x, const scalar_t* m, 
         const int64_t base = (n * layout.channels + c) * layout.spatial;
         sum += backward_row(g + base, x + base, gi + base, static_cast<opmath_t>(m[c]), layout.spatial, relu);
       }
-      gm[c] = static_cast<scalar_t>(sum);
+      gm[c] = flush_subnormal<scalar_t>(sum);
     }
   });
 }

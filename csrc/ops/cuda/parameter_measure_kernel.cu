@@ -146,8 +146,8 @@ Launch launch_for(const LayerShape& layer, int64_t sm_count) {
 }
 
 Tensor parameter_measure_cuda(const Tensor& a, const std::optional<Tensor>& b,
-                              const std::vector<int64_t>& weight_shape, StringHandle mode) {
-  const Aggregation aggregation = parse_aggregation(take_string(mode));
+                              const std::vector<int64_t>& weight_shape, StringHandle aggregation) {
+  const Aggregation parsed = parse_aggregation(take_string(aggregation));
   const LayerShape layer = check_measure_args(a, a, b, weight_shape);
   const DeviceGuard device_guard(a.get_device_index());
   Tensor out = torch::stable::new_empty(a, weight_shape);
@@ -158,7 +158,7 @@ Tensor parameter_measure_cuda(const Tensor& a, const std::optional<Tensor>& b,
   const cudaStream_t stream = current_stream(a);
   dispatch_floating(a.scalar_type(), [&](auto tag) {
     using scalar_t = typename decltype(tag)::type;
-    dispatch_aggregation(aggregation, [&](auto agg) {
+    dispatch_aggregation(parsed, [&](auto agg) {
       fill_measure_kernel<decltype(agg)::value, scalar_t><<<launch.grid, launch.block, 0, stream>>>(
           a_c.const_data_ptr<scalar_t>(), b_c ? b_c->const_data_ptr<scalar_t>() : nullptr,
           out.mutable_data_ptr<scalar_t>(), layer);

@@ -9,6 +9,7 @@
 
 #include "common/cuda.h"
 #include "common/scalar.h"
+#include "common/subnormal.h"
 #include "ops/task_embedding.h"
 #include "ops/task_embedding_checks.h"
 
@@ -26,7 +27,7 @@ __global__ void __launch_bounds__(kThreads) compensate_kernel(const scalar_t* __
   using opmath_t = opmath_type<scalar_t>;
   for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n;
        k += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    grad[k] = static_cast<scalar_t>(static_cast<opmath_t>(grad[k]) *
+    grad[k] = flush_subnormal<scalar_t>(static_cast<opmath_t>(grad[k]) *
                                     compensation<scalar_t, opmath_t>(e[k], scale, ratio, clamp_threshold));
 }
 

@@ -15,6 +15,7 @@
 
 #include "common/cuda.h"
 #include "common/scalar.h"
+#include "common/subnormal.h"
 #include "ops/unit_mask.h"
 #include "ops/unit_mask_checks.h"
 
@@ -40,7 +41,7 @@ __global__ void __launch_bounds__(kThreads) unit_mask_kernel(const scalar_t* __r
   const int64_t step_s = stride % spatial;
   const int64_t step_c = (stride / spatial) % channels;
   for (int64_t i = start; i < n; i += stride) {
-    out[i] = static_cast<scalar_t>(forward<opmath_t>(input[i], mask[c], relu));
+    out[i] = flush_subnormal<scalar_t>(forward<opmath_t>(input[i], mask[c], relu));
     s += step_s;
     c += step_c;
     if (s >= spatial) {
@@ -92,8 +93,8 @@ __global__ void __launch_bounds__(kThreads) unit_mask_backward_kernel(
       const int64_t index = (n * channels + c) * spatial + s;
       const opmath_t g = grad[index];
       const opmath_t x = input[index];
-      const bool open = passes<opmath_t>(x, mc, relu);
-      grad_input[index] = static_cast<scalar_t>(keep_if(open, g * mc));
+      const bool open = passes<scalar_t>(x, mc, relu);
+      grad_input[index] = flush_subnormal<scalar_t>(keep_if(open, g * mc));
       sum += keep_if(open, g * x);
       n += step_n;
       s += step_s;
@@ -105,7 +106,7 @@ __global__ void __launch_bounds__(kThreads) unit_mask_backward_kernel(
     const opmath_t total = block_sum(sum, reduce);
     if (threadIdx.x == 0) {
       if (slices == 1) {
-        grad_mask[c] = static_cast<scalar_t>(total);
+        grad_mask[c] = flush_subnormal<scalar_t>(total);
       } else {
         partial[c * slices + slice] = total;
       }
@@ -121,7 +122,7 @@ __global__ void sum_slices_kernel(const opmath_type<scalar_t>* __restrict__ part
   for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < channels; c += stride) {
     opmath_t sum = 0;
     for (int64_t k = 0; k < slices; ++k) sum += partial[c * slices + k];
-    grad_mask[c] = static_cast<scalar_t>(sum);
+    grad_mask[c] = flush_subnormal<scalar_t>(sum);
   }
 }
 
