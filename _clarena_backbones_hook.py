@@ -4,9 +4,10 @@ This distribution owns no file under `clarena/`, so installing, upgrading or uni
 touches CLArena's files. Instead `clarena_backbones.pth` imports this module at interpreter start
 and puts `ALIAS_FINDER` first on `sys.meta_path`:
 
-* `clarena.<name>[.<sub>...]` for every subpackage `<name>` of `clarena_backbones` (`backbones`,
-  `ops`, ...) is served as the module `clarena_backbones.<name>[.<sub>...]` itself (one module
-  object under two names), whether or not CLArena is installed;
+* `clarena.<name>[.<sub>...]` for each `<name>` in `ALIASES` is served as the module
+  `clarena_backbones.<name>[.<sub>...]` itself (one module object under two names), whether or
+  not CLArena is installed. `backbones` is the point of this package; for every other alias, a
+  module of the same name in the installed CLArena wins: the alias is dropped, with a warning;
 * `clarena` itself, and then any `clarena.*` name, is served from `clarena_backbones` only when no
   other finder provides a `clarena` package, i.e. when CLArena is not installed.
 
@@ -17,11 +18,15 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
-import pkgutil
 import sys
+import warnings
 
 PACKAGE = "clarena_backbones"
 ALIAS = "clarena"
+# The `clarena.<name>` names served beside CLArena: `backbones` replaces CLArena's module; the others
+# are this package's own and give way to a CLArena module of the same name.
+REPLACED = "backbones"
+ALIASES = (REPLACED, "ops", "accelerate", "algorithms", "demo", "mammoth")
 
 
 class _AliasLoader(importlib.abc.Loader):
@@ -58,15 +63,25 @@ class AliasFinder(importlib.abc.MetaPathFinder):
     """The meta-path finder behind the `clarena.*` names of this package (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._subpackages: frozenset[str] | None = None
+        self._dropped: dict[str, bool] = {}
 
-    def subpackages(self) -> frozenset[str]:
-        """The subpackages of `clarena_backbones`, read from its directory (nothing is imported)."""
-        if self._subpackages is None:
-            spec = importlib.util.find_spec(PACKAGE)
-            locations = list(spec.submodule_search_locations or []) if spec else []
-            self._subpackages = frozenset(info.name for info in pkgutil.iter_modules(locations) if info.ispkg)
-        return self._subpackages
+    def dropped(self, name: str) -> bool:
+        """True when the installed CLArena has its own `clarena.<name>`: then it is CLArena's (warned once)."""
+        if name == REPLACED:
+            return False
+        if name not in self._dropped:
+            clarena = find_other_spec(ALIAS)
+            locations = clarena.submodule_search_locations if clarena is not None else None
+            theirs = locations is not None and importlib.machinery.PathFinder.find_spec(f"{ALIAS}.{name}", locations)
+            self._dropped[name] = bool(theirs)
+            if theirs:
+                warnings.warn(
+                    f"The installed CLArena has its own `{ALIAS}.{name}` ({theirs.origin}): that name is "
+                    f"CLArena's now; this package's module stays importable as `{PACKAGE}.{name}`.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        return self._dropped[name]
 
     def clarena_is_ours(self) -> bool:
         """True when no other finder provides a `clarena` package (CLArena is not installed)."""
@@ -79,7 +94,7 @@ class AliasFinder(importlib.abc.MetaPathFinder):
         if fullname != ALIAS and not fullname.startswith(ALIAS + "."):
             return None
         parts = fullname.split(".")
-        if not self.clarena_is_ours() and (len(parts) < 2 or parts[1] not in self.subpackages()):
+        if not self.clarena_is_ours() and (len(parts) < 2 or parts[1] not in ALIASES or self.dropped(parts[1])):
             return None
         real = ".".join([PACKAGE, *parts[1:]])
         try:

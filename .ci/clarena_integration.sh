@@ -4,7 +4,8 @@
 #     CLArena), with this package installed regularly and editable; after each, check that
 #     `clarena.backbones` is this package's, that CLArena's algorithms get it, and that no file is
 #     listed in both distributions' RECORD files (each RECORD's top-level entries are printed);
-#  2. reinstall CLArena over this package: this package stays in charge;
+#  2. reinstall CLArena over this package: this package stays in charge; then the install command
+#     docs/clarena.md states (its <!-- clarena-command --> block), run as written;
 #  3. run tests/clarena_integration (CLArena's own algorithms over these backbones);
 #  4. uninstall this package: CLArena imports its own backbones again, and nothing of ours is left.
 # CLArena's metadata also pulls wandb, tensorboard, dataset downloaders...: it is installed with
@@ -50,6 +51,16 @@ install_ours() {
   fi
 }
 uninstall_both() { pip_quiet uninstall -y -q clarena-backbones clarena; }
+# docs/clarena.md marks its install command with <!-- clarena-command --> on the line before its code block
+CLARENA_COMMAND=$(awk '/<!-- clarena-command -->/ {marked = 1; next}
+  marked && /^```bash/ {inside = 1; next}
+  inside && /^```/ {exit}
+  inside {print}' "$ROOT/docs/clarena.md")
+install_as_documented() {
+  echo "+ ${CLARENA_COMMAND}"
+  (cd "$ROOT" && PATH="$VENV/bin:$PATH" bash -euo pipefail -c "$CLARENA_COMMAND") > "$WORK/pip.log" 2>&1 \
+    || { cat "$WORK/pip.log"; return 1; }
+}
 
 check_ours_in_charge() {
   (cd "$WORK" && "$PY" - <<'EOF'
@@ -107,6 +118,13 @@ install_ours regular
 install_clarena
 install_clarena
 check_ours_in_charge
+
+step "CLArena, then this package by the command of docs/clarena.md"
+uninstall_both
+install_clarena
+install_as_documented
+check_ours_in_charge
+check_records
 
 step "tests/clarena_integration"
 (cd "$WORK" && "$PY" -m pytest -q -p no:cacheprovider -o addopts="" -rs "$ROOT/tests/clarena_integration")

@@ -10,11 +10,16 @@ the `clarena.*` names, beside CLArena's own `clarena` package when that is insta
 import sys
 import warnings
 
+import torch
+
 import _clarena_backbones_hook
 from clarena_backbones import backbones, ops
 from clarena_backbones.accelerate import accelerate_clarena, restore_clarena
 from clarena_backbones.mammoth.registration import register_when_mammoth_loads
 from clarena_backbones.ops import native_available, use_reference
+from clarena_backbones.torch_version import warn_if_untested
+
+warn_if_untested(str(torch.__version__))
 
 # In a process that imports Mammoth, its registries get the clarena backbones and models.
 register_when_mammoth_loads()

@@ -120,6 +120,54 @@ def test_with_clarena_only_our_subpackages_are_served(stub_clarena: Path):
     )
 
 
+@pytest.mark.parametrize("name", [alias for alias in _clarena_backbones_hook.ALIASES if alias != "backbones"])
+def test_a_clarena_module_of_an_alias_name_wins_with_a_warning(stub_clarena: Path, name: str):
+    (stub_clarena / "clarena" / name).mkdir()
+    (stub_clarena / "clarena" / name / "__init__.py").write_text("CLARENAS = True\n")
+    result = run(
+        f"""
+        import importlib
+        import warnings
+        import _clarena_backbones_hook
+        import clarena_backbones
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            module = importlib.import_module("clarena.{name}")
+            importlib.import_module("clarena.{name}")
+        assert getattr(module, "CLARENAS", False), module
+        assert importlib.import_module("clarena_backbones.{name}") is not module
+        messages = [str(warning.message) for warning in caught if "clarena.{name}" in str(warning.message)]
+        assert len(messages) == 1, messages
+        print(messages[0])
+        # backbones is still this package's, and the other aliases are still served
+        import clarena.backbones
+        assert clarena.backbones is clarena_backbones.backbones
+        """,
+        stub_clarena,
+    )
+    assert f"The installed CLArena has its own `clarena.{name}`" in result.stdout
+
+
+def test_only_the_listed_aliases_are_served_beside_clarena(stub_clarena: Path):
+    # the aliases are this package's subpackages, and a name off the list is not served
+    run(
+        """
+        import importlib.util, pkgutil
+        import _clarena_backbones_hook
+        import clarena_backbones
+
+        served = set(_clarena_backbones_hook.ALIASES)
+        ours = {info.name for info in pkgutil.iter_modules(clarena_backbones.__path__) if info.ispkg}
+        assert served <= ours, served - ours
+        _clarena_backbones_hook.ALIASES = ("backbones",)
+        assert importlib.util.find_spec("clarena.backbones") is not None
+        assert importlib.util.find_spec("clarena.ops") is None
+        """,
+        stub_clarena,
+    )
+
+
 def test_hydra_target_resolves_to_this_package_beside_clarena(stub_clarena: Path):
     run(
         """

@@ -181,6 +181,7 @@ def test_stored_masks_travel_with_to(name):
     assert all(p.device.type == "meta" for p in net.parameters())
     for tensor in _stored_mask_tensors(net):
         assert tensor.device.type == "meta"
+    assert net.backbone.masks["0"] is net.backbone.masks[0]  # still looked up by a string task id
 
 
 def test_dtype_conversion_follows_hat_masks_and_leaves_packed_wsn_masks():
@@ -237,3 +238,71 @@ def test_resnet18_backbones_keep_the_512_feature():
     for name in ("clarena-resnet18", "clarena-hat-resnet18", "clarena-wsn-resnet18"):
         net = build(name, num_classes=3)
         assert isinstance(net.classifier, nn.Linear) and net.classifier.in_features == 512
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_set_return_prerelu_makes_full_return_each_activations_input(name):
+    net = build(name).eval()
+    store_current_task(net, 0)
+    x = inputs(name)
+    keys = list(net.state_dict())
+    with torch.no_grad():
+        out, post = net(x, returnt="full")
+        net.set_return_prerelu(True)
+        pre_out, pre = net(x, returnt="full")
+    assert list(net.state_dict()) == keys
+    torch.testing.assert_close(pre_out, out, rtol=0, atol=0)
+    assert pre and all((feature < 0).any() for feature in pre), "pre-activation features have negatives"
+    if "mlp" in name:  # one activation per layer: ReLU of its input is the layer's activation
+        assert len(pre) == len(post)
+        for before, after in zip(pre, post):
+            torch.testing.assert_close(torch.relu(before), after, rtol=0, atol=0)
+    net.set_return_prerelu(False)
+    with torch.no_grad():
+        _, again = net(x, returnt="full")
+    assert all(torch.equal(a, b) for a, b in zip(again, post))
+    assert not any(type(m).__name__ == "PreActivation" for m in net.modules())
+
+
+def test_set_return_prerelu_refuses_a_non_bool():
+    with pytest.raises(TypeError, match="`enable` must be a bool"):
+        build("clarena-mlp").set_return_prerelu("yes")
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_the_adapter_is_named_after_its_backbone(name):
+    import copy
+
+    net = build(name)
+    assert type(net).__name__ == type(net.backbone).__name__
+    base = {"hat": HATAdapter, "wsn": WSNAdapter}.get(name.split("-")[1], MammothAdapter)
+    assert isinstance(net, base) and type(net).__mro__[1] is base
+    assert type(build(name)) is type(net)  # one class per pair
+    store_current_task(net, 0)
+    for copied in (copy.deepcopy(net), _saved_and_loaded(net)):
+        assert type(copied) is type(net)
+        state, copied_state = net.state_dict(), copied.state_dict()
+        assert all(torch.equal(copied_state[key], tensor) for key, tensor in state.items())
+
+
+def _saved_and_loaded(module: nn.Module) -> nn.Module:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(module, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=False)
+
+
+def test_clarena_mlp_is_initialised_as_mammoths_mlp():
+    # Xavier-uniform (gain 1) weights and zero biases on every Linear, the classifier included
+    torch.manual_seed(0)
+    net = BACKBONES["clarena-mlp"](num_classes=10, input_size=64, mlp_hidden_size=256)
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    assert len(linears) == 3 and linears[-1] is net.classifier
+    for linear in linears:
+        bound = (6.0 / (linear.in_features + linear.out_features)) ** 0.5
+        assert torch.all(linear.bias == 0)
+        assert linear.weight.abs().max() <= bound
+        assert linear.weight.abs().max() > 0.95 * bound  # uniform over the whole range
+        torch.testing.assert_close(linear.weight.std().item(), bound / 3**0.5, rtol=0.05, atol=0)

@@ -5,6 +5,7 @@ the stand-in's `backbone` and `models` packages are imported.
 """
 
 import shutil
+import zipfile
 
 import pytest
 
@@ -40,6 +41,57 @@ def test_packages_of_the_same_names_that_are_not_mammoths_are_left_alone(tmp_pat
     (tmp_path / "backbone.py").write_text("VALUE = 1\n")
     out = run_python("import clarena, backbone\nprint(sorted(n for n in vars(backbone) if not n.startswith('__')))", tmp_path)
     assert out == "['VALUE']\n"
+
+
+USER_PACKAGE_CHECKS = """
+import importlib.machinery, importlib.resources, inspect, pkgutil, sys, zipimport
+import clarena
+import {name}
+
+assert {name}.VALUE == 1
+assert pkgutil.get_data("{name}", "data.txt") == b"user data"
+assert importlib.resources.files("{name}").joinpath("data.txt").read_text() == "user data"
+assert "VALUE = 1" in inspect.getsource({name})
+assert {name}.__spec__.loader is {name}.__loader__
+assert type({name}.__loader__) in (importlib.machinery.SourceFileLoader, zipimport.zipimporter), {name}.__loader__
+print(type({name}.__loader__).__name__)
+"""
+
+
+def _user_package(root, name: str) -> None:
+    (root / name).mkdir(parents=True)
+    # a docstring naming Mammoth's registry function does not make it Mammoth's package
+    (root / name / "__init__.py").write_text('"""Not def register_model( nor def register_backbone(."""\nVALUE = 1\n')
+    (root / name / "data.txt").write_text("user data")
+
+
+@pytest.mark.parametrize("name", ["models", "backbone"])
+def test_a_users_own_package_of_a_mammoth_name_keeps_its_loader(tmp_path, name):
+    _user_package(tmp_path, name)
+    assert run_python(USER_PACKAGE_CHECKS.format(name=name), tmp_path) == "SourceFileLoader\n"
+
+
+@pytest.mark.parametrize("name", ["models", "backbone"])
+def test_a_users_zipped_package_of_a_mammoth_name_keeps_its_loader(tmp_path, name):
+    _user_package(tmp_path / "src", name)
+    archive = tmp_path / "user.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in (tmp_path / "src" / name).iterdir():
+            zipped.write(path, f"{name}/{path.name}")
+    assert run_python(USER_PACKAGE_CHECKS.format(name=name), archive) == "zipimporter\n"
+
+
+def test_mammoths_packages_keep_their_own_loaders_after_registering():
+    out = run_python(
+        "import clarena, backbone, models, inspect\n"
+        "assert 'clarena-hat-mlp' in backbone.REGISTERED_BACKBONES and 'clarena-hat' in models.REGISTERED_MODELS\n"
+        "for package in (backbone, models):\n"
+        "    assert package.__spec__.loader is package.__loader__\n"
+        "    assert 'def register_' in inspect.getsource(package)\n"
+        "print(type(backbone.__loader__).__name__, type(models.__loader__).__name__)\n",
+        STAND_IN,
+    )
+    assert out == "SourceFileLoader SourceFileLoader\n"
 
 
 def test_register_is_one_call_and_can_be_repeated(mammoth):

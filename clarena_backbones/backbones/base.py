@@ -42,6 +42,15 @@ class Backbone(nn.Module):
         self._layer_lookup: dict[str, nn.Module] | None = None
         self._weighted_layer_cache: tuple[tuple[int, int], list[tuple[str, nn.Module]]] | None = None
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # unpickling: a backbone CLArena pickled becomes this package's (see `clarena_pickles`)
+        from clarena_backbones.backbones import clarena_pickles
+
+        if clarena_pickles.is_clarenas(state):
+            clarena_pickles.rebuild(self, state)
+        else:
+            super().__setstate__(state)
+
     def __setattr__(self, name: str, value: Any) -> None:
         if isinstance(value, nn.Module):  # a (re)assigned submodule makes the lookup stale
             self.__dict__["_layer_lookup"] = None

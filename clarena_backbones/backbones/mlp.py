@@ -94,3 +94,11 @@ class MLP(Backbone):
 
 class CLMLP(TaskIdForward, MLP, CLBackbone):
     """`MLP` for continual learning: the same network shared by every task."""
+
+
+def __getattr__(name: str) -> Any:
+    # CLArena defines its masked versions in this module too; here they live in their own modules
+    # (importing them here would be circular). Pickles and configs naming them still resolve.
+    from clarena_backbones.backbones.clarena_pickles import moved
+
+    return moved(__name__, name)

@@ -462,3 +462,11 @@ class CLResNet101(TaskIdForward, ResNet101, CLBackbone):
 
 class CLResNet152(TaskIdForward, ResNet152, CLBackbone):
     """ResNet-152 for continual learning."""
+
+
+def __getattr__(name: str) -> Any:
+    # CLArena defines its masked versions in this module too; here they live in their own modules
+    # (importing them here would be circular). Pickles and configs naming them still resolve.
+    from clarena_backbones.backbones.clarena_pickles import moved
+
+    return moved(__name__, name)

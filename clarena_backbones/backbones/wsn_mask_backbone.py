@@ -76,6 +76,11 @@ def _float_mask(mask: Tensor, parameter: Tensor) -> Tensor:
     return mask.to(parameter).view(parameter.shape)
 
 
+def _forget_gate_thresholds_after_load(module: "WSNMaskBackbone", incompatible_keys: Any) -> None:
+    # a module-level function, not a lambda, so that the backbone pickles (torch.save of a module)
+    module._forget_gate_thresholds()
+
+
 class WSNMaskBackbone(CLBackbone):
     """Backbone whose weights and biases are masked per task by the top-scored fraction.
 
@@ -98,7 +103,7 @@ class WSNMaskBackbone(CLBackbone):
         # the gate's last threshold per score tensor (not in state_dict): warm-starts the next step
         self.gate_state: Tensor | None = None
         state_hooks.install(self)
-        self.register_load_state_dict_post_hook(lambda module, incompatible_keys: module._forget_gate_thresholds())
+        self.register_load_state_dict_post_hook(_forget_gate_thresholds_after_load)
 
     def _add_parameter_scores(self) -> None:
         """Create the weight and bias scores of every weighted layer (bias scores always exist).

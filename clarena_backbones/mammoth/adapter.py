@@ -4,9 +4,16 @@ Mammoth (aimagelab/mammoth) calls its network as `net(x, returnt)` and expects t
 network's own classifier over every class for `returnt='out'`; CLArena's backbones return
 features and leave the heads outside. The adapter owns that classifier and maps the rest of
 Mammoth's `MammothBackbone` interface (`features`, `get_params`/`set_params`,
-`get_grads`/`set_grads`, `device`) onto the wrapped backbone.
+`get_grads`/`set_grads`, `set_return_prerelu`, `device`) onto the wrapped backbone.
+
+Mammoth logs a backbone by its class name, so each adapter is an instance of a subclass named
+after the backbone it wraps (`HATMaskMLP`, a `HATAdapter`), made once per pair by `adapter_class`.
 """
 
+import contextlib
+import functools
+import math
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import torch
@@ -26,13 +33,48 @@ def check_positive(argument: str, value: Any, kind: type = int) -> None:
         raise ValueError(f"`{argument}` must be a positive {kind.__name__}; got {value!r}.")
 
 
+def xavier_init_(module: nn.Module) -> None:
+    """Mammoth's initialisation of its MLPs: every Linear Xavier-uniform (gain 1), biases zero."""
+    for linear in module.modules():
+        if isinstance(linear, nn.Linear):
+            bound = math.sqrt(6.0 / (linear.in_features + linear.out_features))
+            nn.init.uniform_(linear.weight, -bound, bound)
+            if linear.bias is not None:
+                nn.init.zeros_(linear.bias)
+
+
+class PreActivation(nn.Module):
+    """An activation module that also hands its input to `sink` (a list), while one is set.
+
+    `set_return_prerelu` puts these in place of the backbone's activation modules, so that
+    `returnt='full'` can return every layer's input to its activation, as Mammoth's ResNets do.
+    """
+
+    def __init__(self, activation: nn.Module) -> None:
+        super().__init__()
+        self.activation = activation
+        self.sink: list[Tensor] | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.sink is not None:
+            self.sink.append(x)
+        return self.activation(x)
+
+
 class MammothAdapter(nn.Module):
     """A Mammoth backbone: `backbone` (features) followed by `classifier` (logits of every class).
 
     `forward(x, returnt)` gives 'out' (logits), 'features' (the backbone's output feature),
-    'both' (`(out, features)`) or 'full' (`(out, [activation of each weighted layer])`).
-    Masked subclasses take a `task_id` too, the task whose mask to apply.
+    'both' (`(out, features)`) or 'full' (`(out, [activation of each weighted layer])`; after
+    `set_return_prerelu()`, each activation's input instead). Masked subclasses take a `task_id`
+    too, the task whose mask to apply. Construct it as `MammothAdapter(backbone, ...)`: the
+    instance's class is `adapter_class(MammothAdapter, type(backbone))`.
     """
+
+    def __new__(cls, backbone: Backbone, *args: Any, **kwargs: Any) -> "MammothAdapter":
+        if isinstance(backbone, nn.Module) and not getattr(cls, "_names_backbone", False):
+            cls = adapter_class(cls, type(backbone))
+        return super().__new__(cls)
 
     def __init__(self, backbone: Backbone, num_classes: int) -> None:
         check_positive("num_classes", num_classes)
@@ -41,6 +83,27 @@ class MammothAdapter(nn.Module):
         self.classifier = nn.Linear(backbone.output_dim, num_classes)
         self.num_classes = num_classes
         self.device = torch.device("cpu")
+        self.return_prerelu = False
+
+    def __reduce_ex__(self, protocol: int) -> Any:
+        # the class is made at run time: pickle how to make it again
+        base = next(cls for cls in type(self).__mro__ if not getattr(cls, "_names_backbone", False))
+        return (_new_adapter, (base, type(self)._backbone_type), self.__getstate__())
+
+    def set_return_prerelu(self, enable: bool = True) -> None:
+        """Make `returnt='full'` return each activation's input (pre-ReLU), as Mammoth's ResNets can.
+
+        Wraps (or unwraps) the backbone's `torch.nn` activation modules in `PreActivation`.
+        """
+        if not isinstance(enable, bool):
+            raise TypeError(f"`enable` must be a bool; got {type(enable).__name__}.")
+        for parent in list(self.backbone.modules()):
+            for name, child in list(parent.named_children()):
+                if enable and type(child).__module__ == nn.ReLU.__module__:
+                    setattr(parent, name, PreActivation(child))
+                elif not enable and isinstance(child, PreActivation):
+                    setattr(parent, name, child.activation)
+        self.return_prerelu = enable
 
     def to(self, *args: Any, **kwargs: Any) -> "MammothAdapter":
         """`nn.Module.to`, also recording the device in `device` as Mammoth's backbones do."""
@@ -67,8 +130,24 @@ class MammothAdapter(nn.Module):
     def forward(self, x: Tensor, returnt: ReturnType = "out", task_id: int | None = None) -> Any:
         """Mammoth's forward: what `returnt` asks for (see the class docstring)."""
         check_choice("returnt", returnt, RETURN_TYPES)
+        if returnt == "full" and self.return_prerelu:
+            with self._recording_pre_activations() as pre_activations:
+                feature, _ = self.backbone_forward(x, task_id)
+            return self.classifier(feature), pre_activations
         feature, activations = self.backbone_forward(x, task_id)
         return self.outputs(feature, activations, returnt)
+
+    @contextlib.contextmanager
+    def _recording_pre_activations(self) -> Iterator[list[Tensor]]:
+        recorded: list[Tensor] = []
+        recorders = [module for module in self.backbone.modules() if isinstance(module, PreActivation)]
+        for recorder in recorders:
+            recorder.sink = recorded
+        try:
+            yield recorded
+        finally:
+            for recorder in recorders:
+                recorder.sink = None
 
     def outputs(self, feature: Tensor, activations: dict[str, Tensor], returnt: ReturnType) -> Any:
         """Map the backbone's `(feature, activations)` to Mammoth's `returnt` result."""
@@ -114,3 +193,21 @@ class MammothAdapter(nn.Module):
         if not isinstance(vector, Tensor) or vector.dim() != 1 or vector.numel() != expected:
             shape = tuple(vector.shape) if isinstance(vector, Tensor) else type(vector).__name__
             raise ValueError(f"`{argument}` must be a 1-D tensor of {expected} elements; got {shape}.")
+
+
+@functools.cache
+def adapter_class(base: type[MammothAdapter], backbone_type: type) -> type[MammothAdapter]:
+    """The subclass of `base` named after `backbone_type`, whose instances wrap such backbones."""
+    namespace = {
+        "__module__": base.__module__,
+        "__qualname__": backbone_type.__name__,
+        "__doc__": f"A `{base.__name__}` around a `{backbone_type.__name__}` (named so for Mammoth's log).",
+        "_names_backbone": True,
+        "_backbone_type": backbone_type,
+    }
+    return type(backbone_type.__name__, (base,), namespace)
+
+
+def _new_adapter(base: type[MammothAdapter], backbone_type: type) -> MammothAdapter:
+    """An empty instance of `adapter_class(base, backbone_type)`, for unpickling."""
+    return nn.Module.__new__(adapter_class(base, backbone_type))

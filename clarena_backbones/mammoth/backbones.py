@@ -16,7 +16,7 @@ from clarena_backbones.backbones import (
     WSNMaskMLP,
     WSNMaskResNet18,
 )
-from clarena_backbones.mammoth.adapter import MammothAdapter, check_positive
+from clarena_backbones.mammoth.adapter import MammothAdapter, check_positive, xavier_init_
 from clarena_backbones.mammoth.hat_adapter import HATAdapter
 from clarena_backbones.mammoth.wsn_adapter import WSNAdapter
 
@@ -35,8 +35,15 @@ def _resnet_dims(input_channels: int) -> dict:
 
 
 def clarena_mlp(num_classes: int, input_size: int = 784, mlp_hidden_size: int = 100) -> MammothAdapter:
-    """`CLMLP`: an unmasked MLP on `input_size` inputs (flattened)."""
-    return MammothAdapter(CLMLP(**_mlp_dims(input_size, mlp_hidden_size)), num_classes)
+    """`CLMLP`: an unmasked MLP on `input_size` inputs (flattened), initialised as Mammoth's `mnistmlp`.
+
+    With PyTorch's default initialisation (biases up to 1/sqrt(fan_in)), Adam at lr 0.01 drove
+    this network to chance where `mnistmlp` of the same shape learned; Mammoth's Xavier weights
+    and zero biases, on every layer and the classifier, make the two the same network.
+    """
+    net = MammothAdapter(CLMLP(**_mlp_dims(input_size, mlp_hidden_size)), num_classes)
+    xavier_init_(net)
+    return net
 
 
 def clarena_resnet18(num_classes: int, input_channels: int = 3) -> MammothAdapter:

@@ -5,6 +5,7 @@ from typing import Any
 from torch import Tensor
 
 from clarena_backbones.backbones.hat_mask_backbone import HATMaskBackbone
+from clarena_backbones.backbones.stored_masks import StoredMasks
 from clarena_backbones.mammoth.adapter import MammothAdapter, ReturnType, check_positive
 
 
@@ -46,10 +47,10 @@ class HATAdapter(MammothAdapter):
         converted: dict[int, Tensor] = {}
         for module in self.backbone.modules():
             if isinstance(module, HATMaskBackbone):
-                module.masks = {
-                    task_id: {name: _once(converted, fn, mask) for name, mask in task_masks.items()}
+                module.masks = StoredMasks(
+                    (task_id, {name: _once(converted, fn, mask) for name, mask in task_masks.items()})
                     for task_id, task_masks in module.masks.items()
-                }
+                )
 
 
 def _once(converted: dict[int, Tensor], fn: Any, tensor: Tensor) -> Tensor:

@@ -74,7 +74,9 @@ def register_when_mammoth_loads() -> None:
     Cheap, and imports nothing: a package already in `sys.modules` (even half-way through its
     own import, as when this runs from a file in Mammoth's `backbone/` folder) is registered with
     at once if it is Mammoth's; a finder on `sys.meta_path` registers with the others right
-    after they are executed. Modules of the same names that are not Mammoth's are left alone.
+    after they are executed. Packages of the same names that are not Mammoth's are left alone:
+    the finder reads a package's `__init__` source before doing anything, and answers only for
+    Mammoth's, whose loader it hands back unchanged once the package has run.
     """
     waiting = []
     for package, (marker, register_package) in _PACKAGES.items():
@@ -87,8 +89,28 @@ def register_when_mammoth_loads() -> None:
         sys.meta_path.insert(0, _MammothFinder(waiting))
 
 
+def is_mammoths(spec: importlib.machinery.ModuleSpec, package: str) -> bool:
+    """True when `spec` is Mammoth's `package`: a package whose `__init__` defines its registry function.
+
+    Reads the source through the spec's own loader (which works for files and zip archives alike)
+    and runs nothing.
+    """
+    marker = _PACKAGES[package][0]
+    if spec.loader is None or spec.submodule_search_locations is None:
+        return False
+    try:
+        source = spec.loader.get_source(package)
+    except (AttributeError, ImportError, OSError):
+        return False
+    return source is not None and f"def {marker}(" in source
+
+
 class _MammothFinder(importlib.abc.MetaPathFinder):
-    """Finds Mammoth's packages with the normal path finder and registers once each is executed."""
+    """Finds Mammoth's packages with the normal path finder and registers once each is executed.
+
+    For any other module, including a `models` or `backbone` that is not Mammoth's, it answers
+    None, so the import goes on exactly as without this package.
+    """
 
     def __init__(self, packages: list[str]) -> None:
         self.packages = set(packages)
@@ -97,24 +119,28 @@ class _MammothFinder(importlib.abc.MetaPathFinder):
         if fullname not in self.packages:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is None or spec.loader is None:
+        if spec is None or not is_mammoths(spec, fullname):
             return None
-        spec.loader = _RegisteringLoader(spec.loader, fullname, self)
+        spec.loader = _RegisteringLoader(spec.loader, self)
         return spec
 
 
 class _RegisteringLoader(importlib.abc.Loader):
-    def __init__(self, loader: importlib.abc.Loader, package: str, finder: _MammothFinder) -> None:
+    """Runs Mammoth's package with its own loader, registers, then puts that loader back in place."""
+
+    def __init__(self, loader: importlib.abc.Loader, finder: _MammothFinder) -> None:
         self.loader = loader
-        self.package = package
         self.finder = finder
 
     def create_module(self, spec):
         return self.loader.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
+        # the package runs with its own loader in its spec (resources, get_source, reloads)
+        module.__spec__.loader = module.__loader__ = self.loader
         self.loader.exec_module(module)
-        marker, register_package = _PACKAGES[self.package]
+        package = module.__name__
+        marker, register_package = _PACKAGES[package]
         if hasattr(module, marker):
-            self.finder.packages.discard(self.package)
+            self.finder.packages.discard(package)
             register_package(module)

@@ -4,6 +4,7 @@ from typing import Any
 
 from torch import Tensor
 
+from clarena_backbones.backbones.stored_masks import StoredMasks
 from clarena_backbones.backbones.wsn_mask_backbone import WSNMaskBackbone
 from clarena_backbones.mammoth.adapter import MammothAdapter, ReturnType
 from clarena_backbones.ops.checks import check_fraction
@@ -45,10 +46,13 @@ class WSNAdapter(MammothAdapter):
 
     def _apply_to_stored_masks(self, fn: Any) -> None:
         # packed uint8 masks: a dtype conversion leaves them alone, a device move moves them
-        self.backbone.masks = {
-            task_id: (
-                {name: fn(mask) for name, mask in weight_mask.items()},
-                {name: None if mask is None else fn(mask) for name, mask in bias_mask.items()},
+        self.backbone.masks = StoredMasks(
+            (
+                task_id,
+                (
+                    {name: fn(mask) for name, mask in weight_mask.items()},
+                    {name: None if mask is None else fn(mask) for name, mask in bias_mask.items()},
+                ),
             )
             for task_id, (weight_mask, bias_mask) in self.backbone.masks.items()
-        }
+        )

@@ -12,9 +12,13 @@ first) or to list the keys and shapes of their state dicts:
 """
 
 import argparse
+import atexit
 import functools
 import json
 import logging
+import os
+import shutil
+import tempfile
 from typing import Any
 
 import torch
@@ -137,10 +141,29 @@ def make_recorder() -> Any:
     return Recorder()
 
 
+def save_models_callback() -> type:
+    """CLArena's `SaveModels` callback class, read from its own file: `clarena.callbacks` itself also
+    imports callbacks that need wandb, which this venv does not install."""
+    import importlib.util
+
+    import clarena
+
+    path = os.path.join(os.path.dirname(clarena.__file__), "callbacks", "save_models.py")
+    spec = importlib.util.spec_from_file_location("clarena.callbacks.save_models", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SaveModels
+
+
+def task1_test_images(backbone_name: str) -> torch.Tensor:
+    return task_data(1, 32, 1, IMAGE[backbone_name]).tensors[0]
+
+
 @functools.cache
 def run(algorithm: str, backbone_name: str) -> dict[str, Any]:
     """One experiment; per task: training losses, test accuracy/loss of every seen task, and
-    the test-stage logits of task 1's test set."""
+    the test-stage logits of task 1's test set. CLArena's `SaveModels` callback (one of its
+    defaults) saves the whole module after each task: `saved_model` is its file."""
     import lightning
     from clarena.heads import HeadsTIL
 
@@ -150,7 +173,11 @@ def run(algorithm: str, backbone_name: str) -> dict[str, Any]:
     heads = HeadsTIL(input_dim=backbone.output_dim)
     model = make_algorithm(algorithm, backbone, heads)
     data = make_datamodule(IMAGE[backbone_name])
+    SaveModels = save_models_callback()
+    save_dir = tempfile.mkdtemp(prefix=f"clarena-runs-{algorithm}-{backbone_name}-")
+    atexit.register(shutil.rmtree, save_dir, True)
     result: dict[str, Any] = {"train_loss": {}, "test_acc": {}, "test_loss": {}, "task1_logits": {}}
+    result["saved_model"] = os.path.join(save_dir, "cl_model.pth")
     for task_id in range(1, NUM_TASKS + 1):
         recorder = make_recorder()
         trainer = lightning.Trainer(
@@ -158,7 +185,7 @@ def run(algorithm: str, backbone_name: str) -> dict[str, Any]:
             accelerator="cpu",
             devices=1,
             logger=False,
-            callbacks=[recorder],
+            callbacks=[recorder, SaveModels(save_dir=save_dir)],
             enable_checkpointing=False,
             enable_progress_bar=False,
             enable_model_summary=False,
@@ -174,7 +201,7 @@ def run(algorithm: str, backbone_name: str) -> dict[str, Any]:
         result["test_loss"][task_id] = {t: loss / n for t, (_, loss, n) in recorder.test.items()}
         model.eval()
         with torch.no_grad():
-            output = model(data.test[1].tensors[0], stage="test", task_id=1)
+            output = model(task1_test_images(backbone_name), stage="test", task_id=1)
         model.train()  # Lightning keeps the modes it finds
         result["task1_logits"][task_id] = output[0].tolist()
     return result
