@@ -1,13 +1,9 @@
-import importlib
-import pkgutil
 import sys
 
 import _clarena_backbones_hook  # noqa: F401  (the tests import the public clarena.* names)
 import pytest
 import torch
 from mammoth_helpers import BOUND_MODULES, STAND_IN
-
-import clarena.ops
 
 
 def pytest_collection_modifyitems(config, items):
@@ -36,20 +32,6 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def size_gated_op_modules():
-    """The `clarena.ops` modules whose op runs natively only from `NATIVE_MIN_NUMEL` elements up."""
-    modules = (importlib.import_module(f"{clarena.ops.__name__}.{info.name}") for info in pkgutil.iter_modules(clarena.ops.__path__))
-    return [module for module in modules if hasattr(module, "NATIVE_MIN_NUMEL")]
-
-
-@pytest.fixture
-def native_at_every_size(monkeypatch):
-    """Lower every size gate to 0, so the native path runs its kernels on the tests' small inputs
-    (otherwise "native equals reference" compares the reference with itself)."""
-    for module in size_gated_op_modules():
-        monkeypatch.setattr(module, "NATIVE_MIN_NUMEL", 0)
 
 
 @pytest.fixture

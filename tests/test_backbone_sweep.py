@@ -13,7 +13,7 @@ from clarena.backbones import HATMaskBackbone, WSNMaskBackbone
 
 AGGREGATION = "mean"
 
-pytestmark = pytest.mark.usefixtures("native_at_every_size", "single_thread")
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def native_ops_of_stage(model, stage: str) -> set[str]:

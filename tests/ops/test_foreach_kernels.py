@@ -169,8 +169,6 @@ _KERNELS = textwrap.dedent(
     import sys, torch
     import _clarena_backbones_hook
     from clarena import ops
-    from clarena.ops import unit_mask as unit_mask_module
-    unit_mask_module.NATIVE_MIN_NUMEL = 0  # the kernel at every size
     results = {}
     for dtype in (torch.float32, torch.float64):
         torch.manual_seed(0)

@@ -15,7 +15,7 @@ from op_helpers import DEVICES, assert_identical, requires_native, run_both, uni
 
 from clarena import ops
 
-pytestmark = [requires_native, pytest.mark.usefixtures("native_at_every_size")]
+pytestmark = requires_native
 SETTINGS = settings(max_examples=60, deadline=None)
 # Above this many elements a tensor's values come from a drawn pool instead of one draw each.
 POOLED_NUMEL = 256
