@@ -107,9 +107,9 @@ def hat_second_task(backbone: nn.Module) -> dict[str, torch.Tensor]:
     return {name: binary(layer.weight.size(0)) for name, layer in backbone.named_weighted_layers()}
 
 
-def wsn_second_task(backbone: nn.Module) -> dict[nn.Parameter, torch.Tensor]:
+def wsn_second_task(backbone: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor | None]]:
     """Store task 1's subnetwork of a WSN backbone and put it on task 2 with fresh scores; returns
-    `1 - M_1` per masked parameter (what `wsn.freeze_used_` multiplies the gradients by)."""
+    task 1's cumulative mask `M_1` (what `backbone.clip_grad_by_mask_` freezes)."""
     from clarena_backbones.algorithms import wsn
 
     backbone.setup_task_id(1)
@@ -117,7 +117,7 @@ def wsn_second_task(backbone: nn.Module) -> dict[nn.Parameter, torch.Tensor]:
     backbone.store_mask(1, KEEP)
     backbone.setup_task_id(2)
     backbone.initialize_parameter_score("default")
-    return wsn.free_parameters(backbone)
+    return wsn.cumulative_mask(backbone)
 
 
 def step_label(backbone_name: str, impl: str) -> str:

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clarena_backbones.algorithms import hat, wsn
+from clarena_backbones.algorithms import hat
 from common import CLAMP_THRESHOLD, DTYPE, KEEP, LEARNING_RATE, MASK_SPARSITY_REG_FACTOR, NUM_CLASSES, S_MAX
 from common import Arch, Workload, batch, build_backbone, hat_second_task, wsn_second_task
 
@@ -153,13 +153,13 @@ def wsn_epoch(arch_name: str) -> Workload:
     arch = EPOCH_ARCHS[arch_name]
     name = BACKBONES["WSN", arch_name]
     backbone = build_backbone(name)
-    free = wsn_second_task(backbone)
+    cumulative = wsn_second_task(backbone)
 
     def loss_of(head, data, batch_idx):
         x, y = data
         return F.cross_entropy(head(backbone(x, "train", mask_percentage=KEEP)[0]), y)
 
-    step = sgd_step(backbone, loss_of, lambda batch_idx: wsn.freeze_used_(free))
+    step = sgd_step(backbone, loss_of, lambda batch_idx: backbone.clip_grad_by_mask_(*cumulative))
     return epoch_workload(step, arch, "native", {"backbone": name})
 
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clarena_backbones.algorithms import hat, wsn
+from clarena_backbones.algorithms import hat
 from clarena_backbones.backbones.hat_mask_backbone import anneal_scale
 from common import CLAMP_THRESHOLD, DTYPE, KEEP, LEARNING_RATE, NUM_CLASSES, S_MAX, Arch, Workload, batch
 from common import build_backbone, hat_second_task, step_label, wsn_second_task
@@ -61,7 +61,7 @@ def train_step(arch_name: str, backbone_name: str, impl: str) -> Workload:
       `clarena.algorithms.hat.adjust_gradients` (`clip_grad_by_measure_(cumulative, 'min',
       'hat')` and the task-embedding compensation). No sparsity regulariser.
     * WSN: train-stage forward (mask_percentage 0.7) on fresh scores after task 1's mask is
-      stored, then `grad *= 1 - M_1` (`clarena.algorithms.wsn.freeze_used_`).
+      stored, then `grad *= 1 - M_1` (`backbone.clip_grad_by_mask_`).
     """
     arch = ARCHS[arch_name]
     backbone = build_backbone(backbone_name)
@@ -81,13 +81,13 @@ def train_step(arch_name: str, backbone_name: str, impl: str) -> Workload:
             hat.adjust_gradients(backbone, cumulative, S_MAX, CLAMP_THRESHOLD, BATCH_IDX, arch.num_batches)
 
     elif backbone_name.startswith("WSN"):
-        free = wsn_second_task(backbone)
+        cumulative = wsn_second_task(backbone)
 
         def forward() -> torch.Tensor:
             return backbone(x, "train", mask_percentage=KEEP)[0]
 
         def adjust() -> None:
-            wsn.freeze_used_(free)
+            backbone.clip_grad_by_mask_(*cumulative)
 
     else:
         def forward() -> torch.Tensor:
