@@ -61,7 +61,7 @@ def anneal_scale(s_max: float, batch_idx: int, num_batches: float) -> float:
     return 1 / s_max + (s_max - 1 / s_max) * (batch_idx - 1) / (num_batches - 1)
 
 
-class HATMaskBackbone(CLBackbone):
+class HATMaskBackbone(state_hooks.PerTaskState, CLBackbone):
     """Backbone whose units are gated by per-task hard attention masks.
 
     Each weighted layer `l` owns a task embedding `task_embedding_t[l]` (`nn.Embedding(1, units)`);
@@ -326,9 +326,6 @@ class HATMaskBackbone(CLBackbone):
                     (task_id, {name: mask_t[name] for name in module.weighted_layer_names if name in mask_t})
                     for task_id, mask_t in masks.items()
                 )
-
-    def _per_task_module_factories(self) -> state_hooks.ModuleFactories:
-        return {}
 
     def forward(
         self,

@@ -23,6 +23,13 @@ STORED_MASKS = "stored_masks."
 ModuleFactories = dict[str, Callable[[str], nn.Module]]
 
 
+class PerTaskState:
+    """What a backbone that installs the hooks starts from: no per-task modules to build."""
+
+    def _per_task_module_factories(self) -> ModuleFactories:
+        return {}
+
+
 def install(module: nn.Module) -> None:
     """Register the save hook and the load pre-hook on `module`."""
     module._register_state_dict_hook(_save_stored_state)

@@ -81,7 +81,7 @@ def _forget_gate_thresholds_after_load(module: "WSNMaskBackbone", incompatible_k
     module._forget_gate_thresholds()
 
 
-class WSNMaskBackbone(CLBackbone):
+class WSNMaskBackbone(state_hooks.PerTaskState, CLBackbone):
     """Backbone whose weights and biases are masked per task by the top-scored fraction.
 
     Every weighted layer `l` has a weight score `weight_score_t[l]` (one score per weight:
@@ -304,9 +304,6 @@ class WSNMaskBackbone(CLBackbone):
             for name in weight_mask:
                 bias_mask.setdefault(name, None)
         self.masks = StoredMasks(masks)
-
-    def _per_task_module_factories(self) -> state_hooks.ModuleFactories:
-        return {}
 
     def forward(
         self,
