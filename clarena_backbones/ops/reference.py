@@ -6,8 +6,6 @@ with CLArena's bugs fixed as documented in docs/differences.md: the gate has its
 and 'mean' aggregation averages the two unit measures.
 """
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -109,36 +107,22 @@ def unit_mask_backward(
     return flush_subnormal(grad * unit_mask), flush_subnormal(grad_mask)
 
 
-def gate_floor(dtype: torch.dtype) -> float:
-    """`sqrt(torch.finfo(dtype).tiny)` (a power of two, exact in `dtype`): HAT's gate writes 0 below it.
-
-    The product of two magnitudes at or above it is at least `tiny`, so stays normal. A mask
-    that small leaves its unit off for any practical purpose, yet its activations would be as
-    small, and their products with ordinary gradients in the next layer's weight-gradient matmul
-    subnormal (a CPU slow path). With the floor, no masked activation, and no such product, goes
-    subnormal through the gate. The binary mask, `embedding > 0`, does not change.
-    """
-    return math.sqrt(torch.finfo(dtype).tiny)
-
-
 class _SigmoidGate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, embedding: torch.Tensor, scale: float) -> torch.Tensor:
         gate = torch.sigmoid(scale * embedding)
-        gate.masked_fill_(gate < gate_floor(gate.dtype), 0)
         ctx.save_for_backward(gate)
         ctx.scale = scale
-        return gate
+        return flush_subnormal(gate)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (gate,) = ctx.saved_tensors
-        grad_embedding = flush_subnormal(torch.ops.aten.sigmoid_backward(grad, gate) * ctx.scale)
-        return grad_embedding.masked_fill_(gate == 0, 0), None
+        return flush_subnormal(torch.ops.aten.sigmoid_backward(grad, gate) * ctx.scale), None
 
 
 def sigmoid_gate(embedding: torch.Tensor, scale: float) -> torch.Tensor:
-    """`sigmoid(scale * embedding)`, 0 below `gate_floor`; its gradient too, and flushed."""
+    """`sigmoid(scale * embedding)`, flushed; its gradient too."""
     return _SigmoidGate.apply(embedding, scale)
 
 

@@ -18,10 +18,9 @@ from clarena_backbones.ops import checks, native, reference
 def foreach_sigmoid_gate(embeddings: Sequence[torch.Tensor], scale: float) -> list[torch.Tensor]:
     """Return `[sigmoid(scale * e).reshape(-1) for e in embeddings]`, computed in one pass.
 
-    Differentiable in the embeddings (HAT trains them through the gate). A gate below the square
-    root of the dtype's smallest normal is 0, and so is its gradient (`reference.gate_floor`);
-    other gradients below the smallest normal are 0 (`reference.flush_subnormal`). The results
-    are views of one buffer.
+    Differentiable in the embeddings (HAT trains them through the gate). Gates and gradients
+    below the dtype's smallest normal are 0 (`reference.flush_subnormal`). The results are views
+    of one buffer.
     """
     _check_embeddings(embeddings)
     scale = _check_real("scale", scale)
